@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -27,7 +27,7 @@ from PIL import Image
 from dreamvlx.envs.blocksworld.env import BlocksWorldEnv
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.prompts import Messages, grounding_questions, user_text
-from dreamvlx.envs.blocksworld.replies import plan_reply, yes_no_reply
+from dreamvlx.envs.blocksworld.replies import plan_reply, state_explanation, yes_no_reply
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, MoveBlock
 
 Mode = Literal["grounding", "planning"]
@@ -52,20 +52,12 @@ class EpisodeInfo:
     seed: int
     mode: Mode
     cot: bool = False
+    prompt_style: str = "viplan"
 
 
 def episode_seed(seed: int, problem_name: str) -> int:
     """Seed of one episode: a stable function of the run seed and the problem (independent of workers)."""
     return zlib.crc32(f"{seed}:{problem_name}".encode())
-
-
-def describe_state(state: BlocksWorldState) -> str:
-    """A plain description of the columns (the oracle's CoT explanation)."""
-    parts = []
-    for column, stack in state.columns():
-        blocks = ", ".join(f"{BLOCK_COLORS[b]} block" for b in stack) if stack else "empty"
-        parts.append(f'column "{column}": {blocks}')
-    return "From left to right, bottom to top: " + "; ".join(parts) + "."
 
 
 class OracleBackend:
@@ -93,7 +85,7 @@ class OracleBackend:
         if self._episode is None:
             raise RuntimeError("OracleBackend needs begin_episode() before generate()")
         state = self._episode.env.state
-        explain = describe_state(state) if self._episode.cot else None
+        explain = state_explanation(state, self._episode.prompt_style) if self._episode.cot else None
         if self._episode.mode == "grounding":
             question = user_text(messages).splitlines()[-1].rstrip("?")
             if question not in self._questions:
@@ -156,25 +148,19 @@ class DreamVLBackend:
     """Any ``DreamVL`` checkpoint with its ``DreamVLProcessor``; renders the state image.
 
     Diffusion decoding (``diffusion_generate``, temperature 0) for bidirectional checkpoints and
-    ``ar_generate`` when ``model.config.attention == "causal"`` (the AR control). Prompts are rendered
-    the way dreamvlx renders its training data (see :meth:`_prompts`), not with the Hub chat template:
-    an official checkpoint was trained on LLaVA-rendered data too (image placeholder first, then ``"\n"``).
+    ``ar_generate`` when ``model.config.attention == "causal"`` (the AR control), through
+    :func:`dreamvlx.inference.generate_tokens`. Prompts are rendered the way dreamvlx renders its training data
+    (:func:`dreamvlx.inference.build_prompt_batch`), not with the Hub chat template.
     """
 
     needs_image = True
 
     def __init__(self, path: str, generation: GenerationConfig | None = None) -> None:
-        import torch
-
-        from dreamvlx import DreamVL, DreamVLProcessor
+        from dreamvlx.inference import load_dream_vl
 
         self.generation = generation or GenerationConfig()
-        device = self.generation.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = getattr(torch, self.generation.dtype) if self.generation.dtype else None
-        self.model = DreamVL.from_pretrained(path, dtype=dtype, device=device)
-        self.model.eval()
-        self.processor = DreamVLProcessor.from_pretrained(path)
-        self.device = torch.device(device)
+        self.model, self.processor = load_dream_vl(path, self.generation.dtype, self.generation.device)
+        self.device = self.model.device
 
     def generate(self, image: Image.Image | None, messages: Messages) -> str:
         return self.generate_batch([image], [messages])[0]
@@ -196,73 +182,28 @@ class DreamVLBackend:
         replies, tokens, steps = self._decode([image], [messages], history=True)
         return replies[0], tokens, steps
 
-    def _prompts(self, images: Sequence[Image.Image], messages_list: Sequence[Messages]) -> dict[str, Any]:
-        """Left-padded prompt batch, rendered as training renders it (``chat_to_llava`` +
-        ``build_generation_prompt``): the same tokens a dreamvlx-trained model saw in its data."""
-        import torch
-
-        from dreamvlx.processing.conversation import build_generation_prompt, chat_to_llava
-
-        batch = self.processor.image_processor(list(images))
-        counts = [self.processor.image_processor.num_image_tokens(g) for g in batch.image_grid_thw.tolist()]
-        prompts = []
-        for i, messages in enumerate(messages_list):
-            system, turns = chat_to_llava(messages)
-            prompts.append(
-                build_generation_prompt(turns, self.processor.tokenizer, counts[i : i + 1], system)
-            )
-        length = max(len(p) for p in prompts)
-        pad = self.processor.tokenizer.special_ids.endoftext
-        input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, length - len(prompt) :] = prompt
-            attention_mask[row, length - len(prompt) :] = 1
-        return {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": attention_mask.to(self.device),
-            "pixel_values": torch.as_tensor(batch.pixel_values).to(self.device),
-            "image_grid_thw": torch.as_tensor(batch.image_grid_thw).to(self.device),
-        }
-
     def _decode(
         self, images: Sequence[Image.Image | None], messages_list: Sequence[Messages], history: bool
     ) -> tuple[list[str], list[str], list[int]]:
-        import torch
-
-        from dreamvlx.diffusion.history import commit_steps
+        from dreamvlx.inference import build_prompt_batch, generate_tokens, reply_text, token_texts
 
         if any(image is None for image in images):
             raise ValueError("DreamVLBackend needs the rendered state image for every query")
-        inputs = self._prompts(images, messages_list)  # type: ignore[arg-type]
-        prompt = inputs.pop("input_ids")
-        kwargs = dict(inputs, max_new_tokens=self.generation.max_new_tokens)
-        steps: list[int] = []
-        with torch.inference_mode():
-            if getattr(self.model.config, "attention", "bidirectional") == "causal":
-                sequences = self.model.ar_generate(prompt, **kwargs)
-                steps = list(range(sequences.shape[1] - prompt.shape[1]))
-            else:
-                output = self.model.diffusion_generate(
-                    prompt,
-                    steps=self.generation.steps or self.generation.max_new_tokens,
-                    temperature=0.0,
-                    alg=self.generation.alg,
-                    output_history=history,
-                    return_dict_in_generate=True,
-                    **kwargs,
-                )
-                sequences = output.sequences
-                if history:
-                    committed = commit_steps(output.history, prompt, self.model.config.mask_token_id)
-                    steps = committed[0, prompt.shape[1] :].tolist()
-        new_tokens = sequences[:, prompt.shape[1] :]
+        inputs = build_prompt_batch(self.processor, [[image] for image in images], messages_list, self.device)
+        output = generate_tokens(
+            self.model,
+            inputs,
+            history=history,
+            max_new_tokens=self.generation.max_new_tokens,
+            steps=self.generation.steps or self.generation.max_new_tokens,
+            temperature=0.0,
+            alg=self.generation.alg,
+        )
         tokenizer = self.processor.tokenizer
-        texts = tokenizer.batch_decode(new_tokens.tolist(), skip_special_tokens=False)
-        # the official post-processing: cut at the first stop string (<|im_end|>, <|endoftext|>)
-        replies = [text.split("<|im_end|>")[0].split("<|endoftext|>")[0].strip() for text in texts]
-        tokens = [tokenizer.decode([t]) for t in new_tokens[0].tolist()] if history else []
-        return replies, tokens, steps
+        replies = [reply_text(tokenizer, row) for row in output.tokens.tolist()]
+        if output.steps is None:
+            return replies, [], []
+        return replies, token_texts(tokenizer, output.tokens[0].tolist()), output.steps[0].tolist()
 
 
 @dataclass(frozen=True)

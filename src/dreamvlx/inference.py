@@ -1,0 +1,174 @@
+"""Dream-VL inference shared by the ViPlan model backend and ``dreamvlx generate``.
+
+- :func:`load_dream_vl`: a checkpoint folder or Hub id -> ``(DreamVL, DreamVLProcessor)`` on a device;
+- :func:`build_prompt_batch`: chat messages and their images -> a left-padded prompt batch, rendered the way
+  dreamvlx renders its training data (``chat_to_llava`` + ``build_generation_prompt``), not with the Hub chat
+  template: an official checkpoint was trained on LLaVA-rendered data too. Each ``<image>`` placeholder (an
+  ``{"type": "image"}`` part, or the literal ``<image>`` in string content) becomes the pad tokens of the next
+  image of its query; a turn with exactly one image has it moved to its front, followed by ``"\\n"`` (LLaVA);
+- :func:`generate_tokens`: masked-diffusion decoding (``DreamVL.diffusion_generate``) for bidirectional
+  checkpoints, autoregressive decoding (``DreamVL.ar_generate``) for causal ones (the AR control), optionally with
+  the step that produced each token;
+- :func:`reply_text` / :func:`token_texts`: decoded replies (cut at the first stop string, the official
+  post-processing) and per-token strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamvlx.diffusion.config import DEFAULT_NEW_TOKENS
+from dreamvlx.diffusion.history import commit_steps
+from dreamvlx.modeling.checkpoint import resolve_checkpoint_dir
+from dreamvlx.modeling.dream_vl import DreamVL
+from dreamvlx.processing.conversation import build_generation_prompt, chat_to_llava
+from dreamvlx.processing.image import ImageInput
+from dreamvlx.processing.processor import DreamVLProcessor
+from dreamvlx.processing.tokenizer import DreamTokenizer
+
+# the official post-processing cuts a generation at the first of these (lmms-eval: `until` plus <|im_end|>)
+STOP_STRINGS = ("<|im_end|>", "<|endoftext|>")
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU; anything else as ``torch.device`` reads it."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_dream_vl(
+    path_or_hub_id: str | Path, dtype: str | torch.dtype | None = None, device: str | None = None
+) -> tuple[DreamVL, DreamVLProcessor]:
+    """The model (eval mode, on ``resolve_device(device)``, in ``dtype`` or the stored dtype) and its processor.
+
+    Raises ``FileNotFoundError`` / ``OSError`` naming the folder or Hub id that could not be found.
+    """
+    directory = resolve_checkpoint_dir(path_or_hub_id)
+    model = DreamVL.from_pretrained(directory, dtype=dtype, device=resolve_device(device))
+    return model.eval(), DreamVLProcessor.from_pretrained(directory)
+
+
+def build_prompt_batch(
+    processor: DreamVLProcessor,
+    images: Sequence[Sequence[ImageInput]],
+    messages_list: Sequence[Sequence[Mapping[str, Any]]],
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Left-padded prompts of B queries, each ending with ``<|im_start|>assistant\\n``.
+
+    Args:
+        processor: the checkpoint's processor (image pipeline and tokenizer).
+        images: one sequence of images per query (possibly empty), in the order of its image placeholders.
+        messages_list: B chat conversations (``role`` / ``content``, see :func:`chat_to_llava`), each ending
+            with a user message.
+        device: where the tensors go (default CPU).
+
+    Returns:
+        ``input_ids`` and ``attention_mask`` int64 ``[B, L]`` (left padding with ``<|endoftext|>``, mask 0), and,
+        when any query has images, ``pixel_values`` ``[sum of patches, 1176]`` and ``image_grid_thw`` ``[N, 3]``
+        (all images of all queries in order).
+    """
+    if len(images) != len(messages_list):
+        raise ValueError(f"got {len(images)} image lists for {len(messages_list)} conversations")
+    result: dict[str, torch.Tensor] = {}
+    counts: list[int] = []
+    flat = [image for query_images in images for image in query_images]
+    if flat:
+        batch = processor.image_processor(flat)
+        counts = [processor.image_processor.num_image_tokens(grid) for grid in batch.image_grid_thw.tolist()]
+        result["pixel_values"] = torch.as_tensor(batch.pixel_values)
+        result["image_grid_thw"] = torch.as_tensor(batch.image_grid_thw)
+    prompts, offset = [], 0
+    for query_images, messages in zip(images, messages_list):
+        system, turns = chat_to_llava(messages)
+        query_counts = counts[offset : offset + len(query_images)]
+        prompts.append(build_generation_prompt(turns, processor.tokenizer, query_counts, system))
+        offset += len(query_images)
+    length = max(len(p) for p in prompts)
+    pad = processor.tokenizer.special_ids.endoftext
+    input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt) :] = prompt
+        attention_mask[row, length - len(prompt) :] = 1
+    result = {"input_ids": input_ids, "attention_mask": attention_mask, **result}
+    return {key: value.to(device) for key, value in result.items()}
+
+
+@dataclass
+class GeneratedTokens:
+    """``tokens`` ``[B, N]`` int64: the generated part only (prompt removed). ``steps`` ``[B, N]`` int64 when a
+    history was asked for: the denoising step that committed each token (diffusion), or the token's index
+    (AR: token k comes from forward k); else None."""
+
+    tokens: torch.Tensor
+    steps: torch.Tensor | None = None
+
+
+def generate_tokens(
+    model: DreamVL,
+    inputs: Mapping[str, torch.Tensor],
+    *,
+    history: bool = False,
+    generator: torch.Generator | None = None,
+    **generation_kwargs: Any,
+) -> GeneratedTokens:
+    """Decode after the prompts of ``inputs`` (a :func:`build_prompt_batch` result on the model's device).
+
+    Bidirectional checkpoints: ``model.diffusion_generate`` with ``generation_kwargs`` (official names:
+    ``max_new_tokens``, ``steps``, ``alg``, ``temperature``, ``top_p``, ``top_k``, ``alg_temp``, ...; omitted ones
+    take the official effective defaults). Causal checkpoints: ``model.ar_generate`` with ``max_new_tokens``
+    (None or omitted: the official default of 20 new tokens) and ``temperature`` (omitted: greedy); it stops at
+    ``<|endoftext|>``; the diffusion-only settings do not apply and are ignored. ``generator`` drives every
+    random draw.
+    """
+    prompt = inputs["input_ids"]
+    images = {key: value for key, value in inputs.items() if key != "input_ids"}
+    with torch.inference_mode():
+        if model.config.is_causal:
+            sequences = model.ar_generate(
+                prompt,
+                **images,
+                max_new_tokens=generation_kwargs.get("max_new_tokens") or DEFAULT_NEW_TOKENS,
+                temperature=generation_kwargs.get("temperature", 0.0),
+                generator=generator,
+            )
+            tokens = sequences[:, prompt.shape[1] :]
+            steps = (
+                torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens).clone()
+                if history
+                else None
+            )
+            return GeneratedTokens(tokens, steps)
+        output = model.diffusion_generate(
+            prompt,
+            **images,
+            generator=generator,
+            output_history=history,
+            return_dict_in_generate=True,
+            **generation_kwargs,
+        )
+    tokens = output.sequences[:, prompt.shape[1] :]
+    steps = None
+    if history:
+        steps = commit_steps(output.history, prompt, model.config.mask_token_id)[:, prompt.shape[1] :]
+    return GeneratedTokens(tokens, steps)
+
+
+def reply_text(tokenizer: DreamTokenizer, token_ids: Sequence[int]) -> str:
+    """Decoded reply: special tokens kept, cut at the first stop string (``STOP_STRINGS``), stripped."""
+    text = tokenizer.decode(list(token_ids), skip_special_tokens=False)
+    for stop in STOP_STRINGS:
+        text = text.split(stop)[0]
+    return text.strip()
+
+
+def token_texts(tokenizer: DreamTokenizer, token_ids: Sequence[int]) -> list[str]:
+    """Each token decoded on its own (special tokens kept), for showing a denoising history."""
+    return [tokenizer.decode([token]) for token in token_ids]
