@@ -9,6 +9,10 @@ Loading never holds two copies of the weights: the model is built on the ``meta`
 checkpoint's key names and shapes are checked against it from the safetensors headers alone (every missing,
 unexpected or mis-shaped key is reported at once), then tensors are read one at a time, cast to ``dtype``,
 moved to ``device`` and assigned shard by shard.
+
+A checkpoint's tokenizer (when the directory holds one) must fit the model: every token id needs an embedding row,
+so ids ``>= config.vocab_size`` are an error at load time (:func:`check_tokenizer_fits`; the Dream-VLA action ids
+151667..151922 fit the 152064 rows of the 7B models).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dreamvlx.config import DreamVLConfig
+from dreamvlx.processing.tokenizer import DreamTokenizer
 
 CONFIG_NAME = "config.json"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
@@ -69,6 +75,11 @@ def resolve_checkpoint_dir(path_or_hub_id: str | Path) -> Path:
             f"{text!r} is not a local directory and could not be fetched from the Hugging Face Hub "
             f"({type(err).__name__}: {err}). Without network access, download it elsewhere and pass the directory."
         ) from err
+
+
+def has_weights(directory: Path) -> bool:
+    """Whether ``directory`` holds model weights (``model.safetensors`` or a shard index)."""
+    return (directory / INDEX_NAME).is_file() or (directory / WEIGHTS_NAME).is_file()
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -128,6 +139,17 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}")
     return resolved
+
+
+def check_tokenizer_fits(tokenizer: DreamTokenizer, vocab_size: int, source: str | Path) -> None:
+    """Raise ValueError when ``tokenizer`` has ids the model has no embedding row for (id >= ``vocab_size``)."""
+    largest = max(tokenizer.backend.get_vocab(with_added_tokens=True).values())
+    if largest >= vocab_size:
+        raise ValueError(
+            f"the tokenizer of {source} has ids up to {largest} ({largest + 1} ids) but the model's vocab_size "
+            f"(embedding rows) is {vocab_size}: ids >= {vocab_size} have no embedding. Use the tokenizer saved with "
+            "these weights, or a config whose vocab_size covers every token (added action tokens included)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -251,9 +273,12 @@ class PretrainedMixin:
         device: torch.device | str | None = None,
     ) -> Any:
         """Load a checkpoint directory (or Hub id). ``dtype`` None keeps the stored dtype; ``device`` None = CPU.
-        Returns the model in eval mode."""
+        Returns the model in eval mode. A tokenizer saved in the directory must fit ``config.vocab_size``
+        (:func:`check_tokenizer_fits`)."""
         directory = resolve_checkpoint_dir(path_or_hub_id)
         config = cls.config_class.from_json_file(directory / CONFIG_NAME)
+        if (directory / TOKENIZER_CONFIG_NAME).is_file():
+            check_tokenizer_fits(DreamTokenizer.from_pretrained(directory), config.vocab_size, directory)
         with torch.device("meta"):
             model = cls(config)  # type: ignore[call-arg]
         load_weights_into(model, directory, dtype=dtype, device=device, assign=True)

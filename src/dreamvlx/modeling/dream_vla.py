@@ -87,6 +87,9 @@ class DreamVLA(DreamVL):
 
     config_class = DreamVLAConfig
     config: DreamVLAConfig
+    name_or_path: str | None = (
+        None  # set by the loaders: the checkpoint the backbone came from (PEFT reads it)
+    )
 
     def __init__(self, config: DreamVLAConfig, settings: VLASettings | None = None) -> None:
         if not isinstance(config, DreamVLAConfig):
@@ -345,13 +348,30 @@ class DreamVLA(DreamVL):
         path_or_hub_id: str | Path,
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
+        *,
+        base_model: str | Path | None = None,
+        merge: bool = True,
         **settings_overrides: Any,
     ) -> DreamVLA:
         """Load the official ``Dream-VLA`` layout (see :mod:`dreamvlx.vla.checkpoint`); ``settings_overrides``
-        (e.g. ``objective="flow", platform="libero"``) replace or supply the stored :class:`VLASettings`."""
+        (e.g. ``objective="flow", platform="libero"``) replace or supply the stored :class:`VLASettings`.
+
+        A checkpoint without merged weights loads from its ``lora_adapter/``: the backbone is read from
+        ``base_model`` (a folder or Hub id; default: the adapter's ``base_model_name_or_path``) and the adapter
+        merged into it (the merged checkpoint's weights). Passing ``base_model`` uses the adapter even when merged
+        weights exist; ``merge=False`` keeps the adapter unmerged (PEFT LoRA layers, active; such a model cannot be
+        saved in the official layout)."""
         from dreamvlx.vla.checkpoint import load_dream_vla
 
-        return load_dream_vla(cls, path_or_hub_id, dtype=dtype, device=device, **settings_overrides)
+        return load_dream_vla(
+            cls,
+            path_or_hub_id,
+            dtype=dtype,
+            device=device,
+            base_model=base_model,
+            merge=merge,
+            **settings_overrides,
+        )
 
     def save_pretrained(  # type: ignore[override]
         self,

@@ -12,8 +12,14 @@ A directory holds:
 * ``dataset_statistics.json`` (required: loading a VLA without statistics is an error);
 * the processor / tokenizer files (tokenizer with the action tokens).
 
-``lora_adapter/`` (PEFT) may sit beside the merged weights (see :mod:`dreamvlx.vla.lora`); the merged weights are
-what is loaded.
+``lora_adapter/`` (PEFT, see :mod:`dreamvlx.vla.lora`) sits beside the merged weights, or replaces them (the
+official fine-tune with ``merge_lora_during_training=False``). Merged weights are loaded when present; otherwise
+(or with an explicit ``base_model`` / ``merge=False``) the backbone is read from the base checkpoint (``base_model``,
+else the adapter's ``base_model_name_or_path``: a local folder or a Hub id) and the adapter applied to it, merged at
+the base's stored precision before any ``dtype`` cast -- the weights a merged checkpoint of the same base holds.
+
+A loaded model records where its backbone came from in ``name_or_path`` (a local folder as an absolute path, else
+the Hub id), so that PEFT writes it as ``base_model_name_or_path`` of adapters trained on top of it.
 """
 
 from __future__ import annotations
@@ -35,13 +41,18 @@ from dreamvlx.actions.normalization import (
 from dreamvlx.modeling.checkpoint import (
     CONFIG_NAME,
     GENERATION_CONFIG_NAME,
+    INDEX_NAME,
+    WEIGHTS_NAME,
     as_dtype,
+    check_tokenizer_fits,
+    has_weights,
     load_weights_into,
     resolve_checkpoint_dir,
     save_weights,
 )
 from dreamvlx.processing.processor import DreamVLProcessor
 from dreamvlx.vla.config import VLASettings
+from dreamvlx.vla.lora import ADAPTER_DIR, load_lora_adapter, read_adapter_config
 
 COMPONENTS = ("action_head", "proprio_projector", "noisy_action_projector")
 BACKBONE_MODULES = ("visual", "projector", "model", "lm_head")
@@ -87,9 +98,15 @@ def save_dream_vla(
             "a DreamVLA checkpoint must carry its normalisation statistics and processor: call "
             "model.attach(processor, norm_stats) before save_pretrained"
         )
+    weights = state_dict if state_dict is not None else model.state_dict()
+    unmerged = [k for k in weights if ".lora_" in k or ".base_layer." in k]
+    if unmerged:
+        raise ValueError(
+            f"this DreamVLA carries unmerged LoRA adapters ({unmerged[:3]}...): the official layout holds plain "
+            "weights; load it with merge=True (the default) before saving"
+        )
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights = state_dict if state_dict is not None else model.state_dict()
     parts: dict[str, dict[str, torch.Tensor]] = {c: {} for c in COMPONENTS}
     backbone: dict[str, torch.Tensor] = {}
     for key, tensor in weights.items():
@@ -177,17 +194,79 @@ def resolve_settings(stored: VLASettings | None, overrides: dict[str, Any], dire
     return VLASettings(**overrides)
 
 
+def checkpoint_name(path_or_hub_id: str | Path) -> str:
+    """``name_or_path`` of a model loaded from ``path_or_hub_id``: an existing local folder as an absolute path,
+    anything else (a Hub id) as given."""
+    path = Path(path_or_hub_id).expanduser()
+    return str(path.resolve()) if path.is_dir() else str(path_or_hub_id)
+
+
+def _adapter_to_apply(directory: Path, base_model: str | Path | None, merge: bool) -> Path | None:
+    """``directory/lora_adapter`` when the backbone must be built from base + adapter, None for merged weights."""
+    weights = has_weights(directory)
+    if weights and base_model is None and merge:
+        return None
+    adapter_dir = directory / ADAPTER_DIR
+    if adapter_dir.is_dir():
+        return adapter_dir
+    if not weights:
+        raise FileNotFoundError(
+            f"{directory} holds neither model weights ({WEIGHTS_NAME} or {INDEX_NAME}) nor a {ADAPTER_DIR}/ "
+            "(PEFT LoRA adapter to apply to a base model): not a Dream-VLA checkpoint"
+        )
+    raise FileNotFoundError(
+        f"base_model= / merge=False apply the LoRA adapter of a checkpoint, but {directory} has no {ADAPTER_DIR}/"
+    )
+
+
+def _load_adapted_backbone(
+    model: Any,
+    directory: Path,
+    adapter_dir: Path,
+    base_model: str | Path | None,
+    merge: bool,
+    device: torch.device | str | None,
+) -> Any:
+    """Base weights (stored dtype, on ``device``) into the backbone of the meta ``model``, then the adapter applied;
+    returns the model (merged, or carrying PEFT LoRA layers with ``merge=False``)."""
+    recorded = read_adapter_config(adapter_dir).get("base_model_name_or_path")
+    base = base_model if base_model is not None else recorded
+    origin = (
+        "base_model="
+        if base_model is not None
+        else f"base_model_name_or_path of {adapter_dir}/adapter_config.json"
+    )
+    if not base:
+        raise FileNotFoundError(
+            f"{directory} has no merged weights and {adapter_dir}/adapter_config.json records no "
+            "base_model_name_or_path: pass the base checkpoint as base_model= (e.g. 'Dream-org/Dream-VLA-7B')"
+        )
+    try:
+        base_dir = resolve_checkpoint_dir(base)
+        load_weights_into(backbone_view(model), base_dir, device=device, assign=True)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"the LoRA adapter of {directory} needs its base model, which could not be loaded from {str(base)!r} "
+            f"({origin}): {err}. Pass the base checkpoint folder as base_model="
+        ) from err
+    model.name_or_path = checkpoint_name(base)  # what PEFT records as the adapter's base
+    return load_lora_adapter(model, adapter_dir, merge=merge)
+
+
 def load_dream_vla(
     cls: type,
     path_or_hub_id: str | Path,
     *,
     dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
+    base_model: str | Path | None = None,
+    merge: bool = True,
     **settings_overrides: Any,
 ) -> Any:
     """Build ``cls`` (DreamVLA) from a checkpoint directory; returns it in eval mode with processor and
-    statistics attached (errors: FileNotFoundError for missing statistics / weights / components, KeyError for
-    an unknown ``unnorm_key`` or mismatching keys)."""
+    statistics attached (errors: FileNotFoundError for missing statistics / weights / components / LoRA base,
+    KeyError for an unknown ``unnorm_key`` or mismatching keys, ValueError for a tokenizer longer than the
+    vocabulary). ``base_model`` / ``merge`` select the LoRA-adapter path (module docstring)."""
     from dreamvlx.modeling.dream_vla import DreamVLAConfig
 
     directory = resolve_checkpoint_dir(path_or_hub_id)
@@ -197,10 +276,19 @@ def load_dream_vla(
         config = config.replace(attention=settings.attention)
     norm_stats = load_norm_stats(directory, config.norm_stats)
     processor = DreamVLProcessor.from_pretrained(directory)
+    check_tokenizer_fits(processor.tokenizer, config.vocab_size, directory)
     dtype = as_dtype(dtype)
+    adapter_dir = _adapter_to_apply(directory, base_model, merge)
     with torch.device("meta"):
         model = cls(config, settings)
-    load_weights_into(backbone_view(model), directory, dtype=dtype, device=device, assign=True)
+    if adapter_dir is None:
+        load_weights_into(backbone_view(model), directory, dtype=dtype, device=device, assign=True)
+    else:
+        model = _load_adapted_backbone(model, directory, adapter_dir, base_model, merge, device)
+        if dtype is not None:
+            backbone_view(model).to(dtype)
+    if merge:
+        model.name_or_path = checkpoint_name(path_or_hub_id)
     _load_components(model, directory, dtype, device, assign=True)
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:
@@ -230,6 +318,7 @@ def init_from_backbone(
     with torch.device("meta"):
         model = cls(config, settings)
     load_weights_into(backbone_view(model), directory, dtype=dtype, assign=True)
+    model.name_or_path = checkpoint_name(path_or_hub_id)
     for component in COMPONENTS:
         module = getattr(model, component)
         if module is None:
