@@ -10,9 +10,19 @@
    goal, the replies and actions, and the denoising history of the first reply (which tokens the
    diffusion sampler committed at which step).
 
-The planning answers the model is trained on hold only the next optimal action (``plan_horizon=1``):
-ViPlan executes ``plan[0]`` of every reply and asks again, so one-action JSON plans are complete,
-valid replies, and they keep the diffusion canvas short enough for a CPU.
+The demo model's data format (``DEMO_EPISODES``), chosen for a small model trained from scratch on a CPU:
+
+- planning answers hold only the next optimal action (``plan_horizon=1``): ViPlan executes ``plan[0]`` of
+  every reply and asks again, so one-action JSON plans are complete, valid replies with a short canvas;
+- the compact prompt style (``dreamvlx.envs.blocksworld.prompts``): goal, previous actions and image
+  without ViPlan's ~800 tokens of fixed instructions, which a model that never learned language cannot
+  use; sequences are ~3x shorter, so training and evaluation are ~3x cheaper;
+- CoT answers: ``{"explanation": "c1: r g | c2: - | ...", "plan": [...]}``. The scene comes first, as in
+  ViPlan's CoT protocol, so every sample supervises reading the image, and the diffusion sampler can
+  commit the scene tokens before the move that depends on them.
+
+Environment, problems, step limits, parser and success criterion are ViPlan's; the summary records the
+prompt style. ``--model`` checkpoints must have been trained on the same format.
 """
 
 from __future__ import annotations
@@ -27,22 +37,30 @@ from pathlib import Path
 from typing import Any
 
 DEMO_MODEL = "demo_model"
-DEMO_PLAN_HORIZON = 1
+DEMO_PROMPT_STYLE = "compact"
+DEMO_COT = True
 
 
 def shipped_model_dir() -> Path:
     return Path(str(resources.files("dreamvlx") / "assets" / DEMO_MODEL))
 
 
+def demo_episode_config() -> Any:
+    """The training-data format of the demo model (module docstring)."""
+    from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
+
+    return EpisodeConfig(plan_horizon=1, prompt_style=DEMO_PROMPT_STYLE, cot=DEMO_COT)
+
+
 def generate_data(out_dir: Path, samples: int, seed: int, workers: int) -> Path:
-    from dreamvlx.envs.blocksworld.datagen import EpisodeConfig, write_dataset
+    from dreamvlx.envs.blocksworld.datagen import write_dataset
 
     return write_dataset(
         out_dir,
         samples,
         seed,
         modes=["planning"],
-        config=EpisodeConfig(plan_horizon=DEMO_PLAN_HORIZON),
+        config=demo_episode_config(),
         workers=workers,
         progress=True,
     )
@@ -92,7 +110,7 @@ def write_report(
 ) -> None:
     """HTML report: success table, then episodes with image, goal, replies and denoising history."""
     from dreamvlx.envs.blocksworld.problems import load_split
-    from dreamvlx.envs.blocksworld.prompts import planning_prompt
+    from dreamvlx.envs.blocksworld.prompts import goal_string, planning_prompt
     from dreamvlx.envs.blocksworld.render import render_state
 
     parts = [
@@ -113,14 +131,12 @@ def write_report(
         for record in split_records[:per_split]:
             problem = problems[record["problem"]]
             image = render_state(problem.initial_state)
-            first_prompt = planning_prompt(problem, [])
+            first_prompt = planning_prompt(problem, [], DEMO_COT, DEMO_PROMPT_STYLE)
             _, tokens, steps = backend.generate_with_history(image, first_prompt)
             outcome = "solved" if record["goal_reached"] else "not solved"
             parts.append(f"<h2>{split} / {html.escape(problem.name)}: {outcome}</h2>")
             parts.append(f"<img src='{_png_data_uri(image)}' width='300'>")
-            goal = first_prompt[-1]["content"]
-            goal_text = goal if isinstance(goal, str) else "\n".join(p.get("text", "") for p in goal)
-            goal_text = goal_text.split("## Goal", 1)[-1].split("## Previously", 1)[0].strip()
+            goal_text = goal_string(problem.blocks, problem.goal).strip()
             parts.append(f"<p><b>Goal</b><br><pre>{html.escape(goal_text)}</pre></p>")
             parts.append(
                 "<p><b>Denoising history of the first reply</b> (subscript: step that committed it)<br>"
@@ -154,14 +170,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--max-new-tokens",
         type=int,
-        default=40,
-        help="diffusion canvas (a one-action JSON plan is ~30 tokens)",
+        default=64,
+        help="diffusion canvas (a one-action CoT JSON plan is 48-57 tokens)",
     )
     parser.add_argument(
         "--steps",
         type=int,
-        default=3,
-        help="diffusion steps per reply (~13 tokens per step; CPU time budget)",
+        default=8,
+        help="diffusion steps per reply (8 tokens per step)",
     )
     parser.add_argument(
         "train_overrides", nargs=argparse.REMAINDER, help="with --train: --section.key value ..."
@@ -193,7 +209,11 @@ def main(argv: list[str]) -> int:
     print("[3/4] ViPlan planning mode on the benchmark problems", flush=True)
     generation = GenerationConfig(max_new_tokens=args.max_new_tokens, steps=args.steps)
     config = RunConfig(
-        mode="planning", backend=BackendSpec(model=str(model_dir), generation=generation), seed=args.seed
+        mode="planning",
+        backend=BackendSpec(model=str(model_dir), generation=generation),
+        seed=args.seed,
+        cot=DEMO_COT,
+        prompt_style=DEMO_PROMPT_STYLE,
     )
     if args.split not in (*SPLITS, "all"):
         raise ValueError(f"unknown split {args.split!r}; choose from {', '.join(SPLITS)} or all")

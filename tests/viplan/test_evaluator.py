@@ -263,3 +263,15 @@ def test_oracle_with_cot_prompts_and_rendered_images(mode: str) -> None:
     step = records["simple"][0]["steps"][0]
     reply = step["preconditions"][0]["reply"] if mode == "grounding" else step["reply"]
     assert ("<explanation>" in reply) if mode == "grounding" else ('"explanation"' in reply)
+
+
+def test_oracle_in_the_compact_prompt_style_with_cot() -> None:
+    config = RunConfig(mode="planning", backend=BackendSpec("oracle"), cot=True, prompt_style="compact")
+    records = evaluate({"medium": load_split("medium")[:5]}, config, progress=False)
+    summary = summarize(records, config)
+    assert summary["all"]["task_completion_rate"] == 1.0 and summary["config"]["prompt_style"] == "compact"
+    step = records["medium"][0]["steps"][1]
+    assert step["prompt"].startswith("Goal:\n") and step["prompt"].endswith("<image>")
+    assert "Previous actions: moveblock(" in step["prompt"]
+    explanation = json.loads(step["reply"])["explanation"]
+    assert explanation.startswith("c1: ") and " | c5: " in explanation

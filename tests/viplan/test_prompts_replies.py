@@ -22,6 +22,7 @@ from dreamvlx.envs.blocksworld import (
     yes_no_reply,
 )
 from dreamvlx.envs.blocksworld.prompts import prompt_messages
+from dreamvlx.envs.blocksworld.replies import state_explanation
 
 
 def test_question_texts() -> None:
@@ -182,3 +183,43 @@ def test_history_records() -> None:
         "action": "pickup",
         "outcome": "action does not exist",
     }
+
+
+def test_compact_prompts_keep_only_the_per_query_content() -> None:
+    problem = load_split("simple")[0]
+    history = [
+        history_record(MoveBlock("y", "c2"), "moveblock", True, "success"),
+        history_record(MoveBlock("r", "c1"), "moveblock", False, "not legal"),
+        history_record(None, "pickup", False, ""),
+    ]
+    messages = planning_prompt(problem, history, style="compact")
+    assert [m["role"] for m in messages] == ["user"]  # no system turn
+    text, image = messages[0]["content"]
+    assert image == {"type": "image"}
+    goal = goal_string(problem.blocks, problem.goal)
+    assert text["text"] == (
+        f"Goal:\n{goal}Previous actions: moveblock(y, c2): success; moveblock(r, c1): not legal; "
+        "pickup: action does not exist"
+    )
+    assert planning_prompt(problem, [], cot=True, style="compact")[0]["content"][0]["text"].endswith(
+        "Previous actions: none"
+    )
+    question = question_text("on", ("r", "g"))
+    assert grounding_prompt(question, style="compact") == [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
+    with pytest.raises(ValueError, match="unknown prompt style 'short'"):
+        planning_prompt(problem, [], style="short")
+
+
+def test_state_explanations_in_both_styles() -> None:
+    state = BlocksWorldState.from_columns([("c1", ["r", "g"]), ("c2", []), ("c3", ["b"])])
+    assert state_explanation(state, "compact") == "c1: r g | c2: - | c3: b"
+    assert state_explanation(state) == (
+        'From left to right, bottom to top: column "c1": red block, green block; column "c2": empty; '
+        'column "c3": blue block.'
+    )
+    reply = plan_reply([MoveBlock("g", "c2")], state_explanation(state, "compact"))
+    assert parse_plan_reply(reply).block == "g"
+    with pytest.raises(ValueError, match="prompt style"):
+        state_explanation(state, "verbose")

@@ -24,7 +24,7 @@ from dreamvlx.envs.blocksworld.datagen import (
 from dreamvlx.envs.blocksworld.planner import find_plan, validate_plan
 from dreamvlx.envs.blocksworld.problems import SPLITS, load_split
 from dreamvlx.envs.blocksworld.prompts import goal_string, grounding_prompt, question_text, user_text
-from dreamvlx.envs.blocksworld.replies import parse_plan_reply, parse_yes_no
+from dreamvlx.envs.blocksworld.replies import parse_plan_reply, parse_yes_no, state_explanation
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
 
 
@@ -140,6 +140,26 @@ def test_plan_horizon_keeps_the_first_optimal_actions():
         after, result = state.step(MoveBlock(step["block"], step["column"]))
         assert result.success
         assert len(find_plan(after, goal)) == len(find_plan(state, goal)) - 1  # an optimal first move
+
+
+def test_compact_cot_samples_explain_the_shown_state():
+    config = EpisodeConfig(plan_horizon=1, prompt_style="compact", cot=True, questions_per_image=1)
+    modes = set()
+    for sample, _ in generate_samples(30, seed=5, config=config):
+        meta = sample["meta"]
+        modes.add(meta["mode"])
+        human, gpt = (turn["value"] for turn in sample["conversations"])
+        assert sample["system"] is None  # the compact style has no system turn
+        notation = state_explanation(_state(meta), "compact")
+        if meta["mode"] == "planning":
+            assert human.startswith("Goal:\n") and human.endswith("<image>")
+            reply = json.loads(gpt)
+            assert reply["explanation"] == notation and len(reply["plan"]) == 1
+        else:
+            assert human.startswith("<image>\n") and f"<explanation>\n{notation}\n</explanation>" in gpt
+    assert modes == {"grounding", "planning"}
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        next(generate_samples(1, seed=0, config=EpisodeConfig(prompt_style="terse")))
 
 
 def test_same_seed_same_files_for_any_worker_count(tmp_path: Path):

@@ -54,6 +54,8 @@ from tqdm import tqdm
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import SPLITS, load_split
 from dreamvlx.envs.blocksworld.prompts import (
+    PROMPT_STYLES,
+    check_prompt_style,
     goal_string,
     grounding_prompt,
     grounding_questions,
@@ -61,7 +63,7 @@ from dreamvlx.envs.blocksworld.prompts import (
     question_text,
 )
 from dreamvlx.envs.blocksworld.render import render_columns_array, scene_of
-from dreamvlx.envs.blocksworld.replies import history_record, plan_reply, yes_no_reply
+from dreamvlx.envs.blocksworld.replies import history_record, plan_reply, state_explanation, yes_no_reply
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
 from dreamvlx.processing.conversation import chat_to_llava
 
@@ -100,7 +102,13 @@ class EpisodeConfig:
     ``plan_horizon``: planning answers hold the first ``plan_horizon`` actions of the optimal plan (None:
     the whole plan). ViPlan executes only ``plan[0]`` of every reply and asks again, so a one-action plan
     is a complete, valid reply; a short horizon makes answers (and diffusion canvases) much shorter, which
-    is what the small CPU models of ``dreamvlx demo`` are trained with.
+    is what the small CPU models of ``dreamvlx demo`` are trained with;
+    ``prompt_style``: ``"viplan"`` (the prompt files) or ``"compact"`` (only goal, history and image; see
+    :mod:`dreamvlx.envs.blocksworld.prompts`); ``cot``: answers start with the state explanation the CoT
+    oracle writes (``replies.state_explanation`` in the prompt style: for planning an ``"explanation"``
+    field before ``"plan"``, for grounding ``<explanation>``/``<answer>`` tags), and viplan-style prompts
+    use the CoT prompt files. Spelling the scene out before the decision gives every sample a dense
+    image-reading target and lets the diffusion sampler commit the (easy) scene tokens before the move.
     """
 
     fail_probability: float = 0.25
@@ -109,6 +117,8 @@ class EpisodeConfig:
     randomize_rendering: bool = False
     png_compress_level: int = 1
     plan_horizon: int | None = None
+    prompt_style: str = "viplan"
+    cot: bool = False
 
 
 # --------------------------------------------------------------------------------------------- problems
@@ -277,6 +287,7 @@ def generate_samples(
     """
     _check_choices(splits, SPLIT_SPECS, "split")
     _check_choices(modes, MODES, "mode")
+    check_prompt_style(config.prompt_style)
     if n < 0:
         raise ValueError(f"the number of samples must be >= 0, got {n}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, shard]))
@@ -297,13 +308,22 @@ def generate_samples(
             image = Image.fromarray(render_columns_array(scene_of(step.state), render_rng), mode="RGB")
             name = f"images/{shard:05d}/{images:06d}.png"
             images += 1
+            style = config.prompt_style
+            explanation = state_explanation(step.state, style) if config.cot else None
             turns = [
-                (grounding_prompt(question_text(f[0], f[1:])), yes_no_reply(truth), "grounding", f)
+                (
+                    grounding_prompt(question_text(f[0], f[1:]), config.cot, style=style),
+                    yes_no_reply(truth, explanation),
+                    "grounding",
+                    f,
+                )
                 for f, truth in questions
             ]
             if planning:
-                messages = planning_prompt(goal_string(step.state.blocks, problem.goal), step.history)
-                turns.append((messages, plan_reply(step.plan[: config.plan_horizon]), "planning", None))
+                goal = goal_string(step.state.blocks, problem.goal)
+                messages = planning_prompt(goal, step.history, config.cot, style)
+                answer = plan_reply(step.plan[: config.plan_horizon], explanation)
+                turns.append((messages, answer, "planning", None))
             for messages, answer, mode, fact in turns:
                 if made >= n:
                     return
@@ -376,6 +396,7 @@ def write_dataset(
     """
     _check_choices(splits, SPLIT_SPECS, "split")
     _check_choices(modes, MODES, "mode")
+    check_prompt_style(config.prompt_style)
     if samples < 1 or shard_size < 1 or workers < 1:
         raise ValueError(
             f"samples, shard_size and workers must be >= 1, got {samples}, {shard_size}, {workers}"
@@ -454,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plan-horizon", type=int, default=None, help="actions per planning answer (default: the whole plan)"
     )
+    parser.add_argument(
+        "--prompt-style", choices=PROMPT_STYLES, default="viplan", help="prompt text (see EpisodeConfig)"
+    )
+    parser.add_argument("--cot", action="store_true", help="answers start with the state explanation")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = EpisodeConfig(
@@ -463,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         randomize_rendering=args.randomize_rendering,
         png_compress_level=args.png_compress_level,
         plan_horizon=args.plan_horizon,
+        prompt_style=args.prompt_style,
+        cot=args.cot,
     )
     index = write_dataset(
         args.out, args.samples, args.seed, args.splits, args.modes, config,

@@ -32,6 +32,15 @@ Planning (VLM-as-planner; ViPlan ``vila_blocksworld_json.md`` / ``..._cot.md``):
   ``history`` is the list of previous-action records (``dreamvlx.envs.blocksworld.replies``), dumped
   with ``json.dumps`` into the "Previously taken actions" section (``[]`` at the first step).
 
+Prompt styles (``style=``): ``"viplan"`` (default) renders ViPlan's prompt files as above, for models that
+read instructions (the 7B checkpoints). ``"compact"`` keeps only what changes between queries, for small
+models trained from scratch, which never learned to read instructions and gain nothing from ~800 tokens of
+fixed text but pay for them in every forward (training and evaluation are ~4x cheaper): planning is
+``[user: ["Goal:\n<goal_string>Previous actions: <compact_history>", image]]`` and grounding is
+``[user: [image, question]]``, with no system turn. The environment, problems, step limits, reply format,
+parser and success criterion are ViPlan's in both styles; only the prompt text differs, so numbers from
+the two styles are labelled with their style in every summary.
+
 Replies the evaluator parses, and the oracle/training format: see ``dreamvlx.envs.blocksworld.replies``.
 """
 
@@ -149,8 +158,24 @@ def grounding_questions(state: _HasObjects) -> list[Question]:
     ]
 
 
-def grounding_prompt(question: str, cot: bool = False, exact_viplan: bool = True) -> Messages:
-    """Messages asking one yes/no question about the image (ViPlan's prompt, question appended)."""
+PROMPT_STYLES: tuple[str, ...] = ("viplan", "compact")
+"""``"viplan"``: ViPlan's prompt files; ``"compact"``: only the per-query content (module docstring)."""
+
+
+def check_prompt_style(style: str) -> str:
+    """``style`` when it is one of :data:`PROMPT_STYLES`, else a ValueError naming the choices."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; choose from {list(PROMPT_STYLES)}")
+    return style
+
+
+def grounding_prompt(
+    question: str, cot: bool = False, exact_viplan: bool = True, style: str = "viplan"
+) -> Messages:
+    """Messages asking one yes/no question about the image (ViPlan's prompt, question appended; the
+    compact style sends only the image and the question, ``cot`` and ``exact_viplan`` do not apply)."""
+    if check_prompt_style(style) == "compact":
+        return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     return prompt_messages(prompt_template("grounding", cot) + "\n" + question, exact_viplan)
 
 
@@ -175,9 +200,34 @@ def goal_string(blocks: Sequence[str], goal: Sequence[Fact]) -> str:
     return "".join(lines)
 
 
-def planning_prompt(goal: Problem | str, history: Sequence[dict], cot: bool = False) -> Messages:
-    """Messages asking for a JSON plan: goal (a ``Problem`` or a ready goal string) and action history."""
+def compact_history(history: Sequence[dict]) -> str:
+    """Previous actions in one short line for the compact style, e.g. ``moveblock(y, c2): success;
+    moveblock(r, c1): not legal; pickup: action does not exist`` (``none`` at the first step)."""
+    entries = []
+    for record in history:
+        parameters = record.get("parameters")
+        call = (
+            record["action"]
+            if parameters is None
+            else f"{record['action']}({parameters['block']}, {parameters['column']})"
+        )
+        entries.append(f"{call}: {record.get('info', record['outcome'])}")
+    return "; ".join(entries) if entries else "none"
+
+
+def planning_prompt(
+    goal: Problem | str, history: Sequence[dict], cot: bool = False, style: str = "viplan"
+) -> Messages:
+    """Messages asking for a JSON plan: goal (a ``Problem`` or a ready goal string) and action history.
+
+    ``style="compact"``: one user turn with the goal string, :func:`compact_history` and the image, no
+    system turn; ``cot`` then changes only the expected reply (an ``"explanation"`` field first), not the
+    prompt.
+    """
     goal_text = goal_string(goal.blocks, goal.goal) if isinstance(goal, Problem) else goal
+    if check_prompt_style(style) == "compact":
+        text = f"Goal:\n{goal_text}Previous actions: {compact_history(history)}"
+        return [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image"}]}]
     text = prompt_template("planning", cot).replace("{goal_string}", goal_text)
     return prompt_messages(text.replace("{previous_actions}", json.dumps(list(history))))
 

@@ -39,7 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dreamvlx.envs.blocksworld.state import ACTION_NAME, MoveBlock
+from dreamvlx.envs.blocksworld.prompts import check_prompt_style
+from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, MoveBlock
 
 
 def _tag_content(text: str, tag: str) -> str | None:
@@ -142,3 +143,16 @@ def history_record(action: MoveBlock | None, written_name: Any, success: bool, i
         "outcome": "success" if success else "failure",
         "info": info,
     }
+
+
+def state_explanation(state: BlocksWorldState, style: str = "viplan") -> str:
+    """The CoT explanation the oracle (and CoT training data) writes: the columns left to right, each
+    bottom to top. ``"viplan"``: ``From left to right, bottom to top: column "c1": red block, green block;
+    column "c2": empty; ...``; ``"compact"``: ``c1: r g | c2: - | ...`` (a few tokens per column)."""
+    if check_prompt_style(style) == "compact":
+        return " | ".join(f"{column}: {' '.join(stack) or '-'}" for column, stack in state.columns())
+    parts = []
+    for column, stack in state.columns():
+        blocks = ", ".join(f"{BLOCK_COLORS[b]} block" for b in stack) if stack else "empty"
+        parts.append(f'column "{column}": {blocks}')
+    return "From left to right, bottom to top: " + "; ".join(parts) + "."

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from dreamvlx.envs.blocksworld.problems import SPLITS, load_problem_dir, load_split
+from dreamvlx.envs.blocksworld.prompts import PROMPT_STYLES
 from dreamvlx.evals.viplan.backends import BackendSpec, GenerationConfig
 from dreamvlx.evals.viplan.report import format_table
 from dreamvlx.evals.viplan.runner import RunConfig, evaluate, summarize, write_outputs
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=1, help="run seed (ViPlan uses 1)")
     parser.add_argument("--cot", action="store_true", help="ViPlan's chain-of-thought prompt files")
+    parser.add_argument(
+        "--prompt-style",
+        choices=PROMPT_STYLES,
+        default="viplan",
+        help="'viplan': the prompt files; 'compact': only goal, history and image (small from-scratch models)",
+    )
     parser.add_argument(
         "--keep-question-mark",
         action="store_true",
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         exact_viplan=not args.keep_question_mark,
         enum_batch_size=args.enum_batch_size,
         seed=args.seed,
+        prompt_style=args.prompt_style,
     )
     records = evaluate(problems, config, workers=args.workers)
     summary = summarize(records, config)

@@ -42,6 +42,7 @@ class GroundingConfig:
     cot: bool = False
     exact_viplan: bool = True
     seed: int = 1
+    prompt_style: str = "viplan"
 
 
 class _Grounder:
@@ -53,9 +54,9 @@ class _Grounder:
         self.env, self.backend, self.images, self.config = env, backend, images, config
 
     def ask(self, checks: list[tuple[Fact, bool]], batch_size: int) -> list[dict[str, Any]]:
-        state = self.env.state
+        state, cfg = self.env.state, self.config
         prompts = [
-            grounding_prompt(question_text(fact[0], fact[1:]), self.config.cot, self.config.exact_viplan)
+            grounding_prompt(question_text(fact[0], fact[1:]), cfg.cot, cfg.exact_viplan, cfg.prompt_style)
             for fact, _ in checks
         ]
         replies = generate(self.backend, self.images(state), prompts, batch_size)
@@ -107,13 +108,17 @@ def run_grounding_episode(
     env = BlocksWorldEnv(problem)
     if hasattr(backend, "begin_episode"):
         backend.begin_episode(
-            EpisodeInfo(env, episode_seed(config.seed, problem.name), "grounding", config.cot)
+            EpisodeInfo(
+                env, episode_seed(config.seed, problem.name), "grounding", config.cot, config.prompt_style
+            )
         )
     grounder = _Grounder(env, backend, images, config)
     record: dict[str, Any] = {
         "problem": problem.name,
         "mode": "grounding",
-        "system_prompt": system_prompt(grounding_prompt("", config.cot, config.exact_viplan)),
+        "system_prompt": system_prompt(
+            grounding_prompt("", config.cot, config.exact_viplan, config.prompt_style)
+        ),
         "initial_state": str(problem.initial_state),
         "goal": [list(f) for f in problem.goal],
         "steps": [],

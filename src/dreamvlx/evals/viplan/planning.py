@@ -29,6 +29,7 @@ class PlanningConfig:
     max_steps: int
     cot: bool = False
     seed: int = 1
+    prompt_style: str = "viplan"
 
 
 def _resolve(problem: Problem, name: Any, block: str | None, column: str | None) -> MoveBlock | None:
@@ -47,16 +48,18 @@ def run_planning_episode(
     env = BlocksWorldEnv(problem)
     if hasattr(backend, "begin_episode"):
         backend.begin_episode(
-            EpisodeInfo(env, episode_seed(config.seed, problem.name), "planning", config.cot)
+            EpisodeInfo(
+                env, episode_seed(config.seed, problem.name), "planning", config.cot, config.prompt_style
+            )
         )
     history: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
     end_reason = "step limit reached"
-    first_prompt = planning_prompt(problem, history, config.cot)
+    first_prompt = planning_prompt(problem, history, config.cot, config.prompt_style)
     for _ in range(config.max_steps):
         if env.goal_reached:
             break
-        messages = planning_prompt(problem, history, config.cot)
+        messages = planning_prompt(problem, history, config.cot, config.prompt_style)
         reply = generate(backend, images(env.state), [messages], batch_size=1)[0]
         parsed = parse_plan_reply(reply)
         step: dict[str, Any] = {"prompt": prompt_record(messages), "reply": reply, "status": parsed.status}

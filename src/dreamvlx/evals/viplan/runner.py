@@ -40,6 +40,8 @@ class RunConfig:
         exact_viplan: keep ViPlan's grounding-prompt quirk (question without its final "?").
         enum_batch_size: grounding questions per backend call during enumeration.
         seed: run seed (episode seeds derive from it and the problem name).
+        prompt_style: ``"viplan"`` (the prompt files) or ``"compact"`` (per-query content only, for small
+            models trained from scratch; ``dreamvlx.envs.blocksworld.prompts``).
     """
 
     mode: Mode
@@ -50,6 +52,7 @@ class RunConfig:
     exact_viplan: bool = True
     enum_batch_size: int = 4
     seed: int = 1
+    prompt_style: str = "viplan"
 
 
 def step_budget(config: RunConfig, split: str) -> int:
@@ -69,12 +72,12 @@ def run_episode(split: str, problem: Problem, backend: VLMBackend, config: RunCo
     budget = step_budget(config, split)
     if config.mode == "grounding":
         settings = GroundingConfig(
-            budget, config.enum_batch_size, config.cot, config.exact_viplan, config.seed
+            budget, config.enum_batch_size, config.cot, config.exact_viplan, config.seed, config.prompt_style
         )
         record = run_grounding_episode(problem, backend, images, settings)
     elif config.mode == "planning":
         record = run_planning_episode(
-            problem, backend, images, PlanningConfig(budget, config.cot, config.seed)
+            problem, backend, images, PlanningConfig(budget, config.cot, config.seed, config.prompt_style)
         )
     else:
         raise ValueError(f"unknown mode {config.mode!r}; use 'grounding' or 'planning'")
