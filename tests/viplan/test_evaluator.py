@@ -271,7 +271,7 @@ def test_oracle_in_the_compact_prompt_style_with_cot() -> None:
     summary = summarize(records, config)
     assert summary["all"]["task_completion_rate"] == 1.0 and summary["config"]["prompt_style"] == "compact"
     step = records["medium"][0]["steps"][1]
-    assert step["prompt"].startswith("Goal:\n") and step["prompt"].endswith("<image>")
+    assert step["prompt"].startswith("Goal:\n") and step["prompt"].endswith("\n\n<image>")
     assert "Previous actions: moveblock(" in step["prompt"]
     explanation = json.loads(step["reply"])["explanation"]
     assert explanation.startswith("c1: ") and " | c5: " in explanation

@@ -192,16 +192,15 @@ def test_compact_prompts_keep_only_the_per_query_content() -> None:
         history_record(MoveBlock("r", "c1"), "moveblock", False, "not legal"),
         history_record(None, "pickup", False, ""),
     ]
-    messages = planning_prompt(problem, history, style="compact")
-    assert [m["role"] for m in messages] == ["user"]  # no system turn
-    text, image = messages[0]["content"]
-    assert image == {"type": "image"}
+    system, user = planning_prompt(problem, history, style="compact")
+    assert user == {"role": "user", "content": [{"type": "image"}]}  # the image right before the answer
     goal = goal_string(problem.blocks, problem.goal)
-    assert text["text"] == (
-        f"Goal:\n{goal}Previous actions: moveblock(y, c2): success; moveblock(r, c1): not legal; "
-        "pickup: action does not exist"
-    )
-    assert planning_prompt(problem, [], cot=True, style="compact")[0]["content"][0]["text"].endswith(
+    assert system == {
+        "role": "system",
+        "content": f"Goal:\n{goal}Previous actions: moveblock(y, c2): success; moveblock(r, c1): not legal; "
+        "pickup: action does not exist",
+    }
+    assert planning_prompt(problem, [], cot=True, style="compact")[0]["content"].endswith(
         "Previous actions: none"
     )
     question = question_text("on", ("r", "g"))

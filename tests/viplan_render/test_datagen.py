@@ -149,14 +149,14 @@ def test_compact_cot_samples_explain_the_shown_state():
         meta = sample["meta"]
         modes.add(meta["mode"])
         human, gpt = (turn["value"] for turn in sample["conversations"])
-        assert sample["system"] is None  # the compact style has no system turn
         notation = state_explanation(_state(meta), "compact")
         if meta["mode"] == "planning":
-            assert human.startswith("Goal:\n") and human.endswith("<image>")
+            assert sample["system"].startswith("Goal:\n") and human == "<image>"
             reply = json.loads(gpt)
             assert reply["explanation"] == notation and len(reply["plan"]) == 1
         else:
-            assert human.startswith("<image>\n") and f"<explanation>\n{notation}\n</explanation>" in gpt
+            assert sample["system"] is None and human.startswith("<image>\n")
+            assert f"<explanation>\n{notation}\n</explanation>" in gpt
     assert modes == {"grounding", "planning"}
     with pytest.raises(ValueError, match="unknown prompt style"):
         next(generate_samples(1, seed=0, config=EpisodeConfig(prompt_style="terse")))

@@ -117,7 +117,8 @@ class ConversationDataset:
         return [len(self._tokenise(i, self.image_token_counts(i)).input_ids) for i in range(len(self))]
 
     def _tokenise(self, index: int, counts: Sequence[int]) -> Any:
-        conversation = self.samples[index]["conversations"]
+        sample = self.samples[index]
+        conversation = sample["conversations"]
         n_placeholders = sum(turn["value"].count(IMAGE_PLACEHOLDER) for turn in conversation)
         if n_placeholders != len(counts):
             raise ValueError(
@@ -126,7 +127,7 @@ class ConversationDataset:
             )
         try:
             return build_training_sequence(
-                conversation, self.processor.tokenizer, counts, self.prompt_version
+                conversation, self.processor.tokenizer, counts, self.prompt_version, sample.get("system")
             )
         except ValueError as exc:
             raise ValueError(f"sample {self._sample_id(index)}: {exc}") from None

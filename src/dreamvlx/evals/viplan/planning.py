@@ -62,7 +62,11 @@ def run_planning_episode(
         messages = planning_prompt(problem, history, config.cot, config.prompt_style)
         reply = generate(backend, images(env.state), [messages], batch_size=1)[0]
         parsed = parse_plan_reply(reply)
-        step: dict[str, Any] = {"prompt": prompt_record(messages), "reply": reply, "status": parsed.status}
+        step: dict[str, Any] = {
+            "prompt": prompt_record(messages, with_system=config.prompt_style == "compact"),
+            "reply": reply,
+            "status": parsed.status,
+        }
         steps.append(step)
         if parsed.status != "ok":
             step.update(success=False, error=parsed.error)

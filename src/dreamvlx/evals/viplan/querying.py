@@ -49,14 +49,17 @@ def generate(
     return replies
 
 
-def prompt_record(messages: Messages) -> str:
-    """The user turn as logged: its text parts, with ``<image>`` where the image goes."""
+def prompt_record(messages: Messages, with_system: bool = False) -> str:
+    """The user turn as logged: its text parts, with ``<image>`` where the image goes; preceded by the
+    system turn and a blank line when ``with_system`` (the compact planning prompt, whose system turn
+    changes at every step)."""
     content = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-    if isinstance(content, str):
-        return content
-    return "\n".join(part["text"] if part["type"] == "text" else "<image>" for part in content)
+    if not isinstance(content, str):
+        content = "\n".join(part["text"] if part["type"] == "text" else "<image>" for part in content)
+    return f"{system_prompt(messages)}\n\n{content}" if with_system else content
 
 
 def system_prompt(messages: Messages) -> str:
-    """The system turn (logged once per episode; identical for every query of a mode)."""
+    """The system turn (logged once per episode; identical for every query of a mode in the viplan
+    prompt style)."""
     return next((m["content"] for m in messages if m["role"] == "system"), "")
