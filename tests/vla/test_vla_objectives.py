@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from vla_fixtures import IMAGE_SIZE, synthetic_samples
 
 from dreamvlx.modeling.dream_vla import DreamVLA
 from dreamvlx.vla.batch import VLABatchBuilder
-from dreamvlx.vla.objectives import build_vla_objective, decode_ar, decode_ddim, decode_flow
+from dreamvlx.vla.objectives import FORWARD_KEYS, build_vla_objective, decode_ar, decode_ddim, decode_flow
 from dreamvlx.vla.schedulers import (
     DDIMScheduler,
     flow_inference_times,
@@ -19,22 +22,60 @@ from dreamvlx.vla.schedulers import (
     squaredcos_cap_v2_betas,
 )
 
-# (objective, optimizer steps, learning rate, samples, tolerance in normalised units [-1, 1])
+
+@dataclass(frozen=True)
+class Recipe:
+    """How :func:`overfit` trains one objective on ``samples`` synthetic pairs, and how close ``predict_action`` must
+    then come to every target chunk, in normalised units ([-1, 1]; a random chunk is ~0.6 off on average)."""
+
+    objective: str
+    steps: int
+    lr: float
+    samples: int
+    max_error: float  # bound on every value of every chunk
+    mean_error: float | None = None  # bound on the mean over each chunk (None: only the max is bounded)
+    draws: int = 1  # (noise, time) draws per sample and step: each sample sits `draws` times in the batch
+    cosine: bool = False  # 50-step linear warm-up, then cosine learning-rate decay to 0
+    settings: dict[str, Any] = field(default_factory=dict)  # VLASettings overrides
+
+
 OVERFIT = [
-    ("discrete", 300, 3e-3, 4, 1e-6),  # discrete decoding returns exact bin centres
-    ("discrete_diffusion", 300, 3e-3, 4, 1e-6),
-    ("ar", 200, 3e-3, 4, 1e-6),
-    ("l1", 400, 5e-3, 4, 0.2),
+    Recipe("discrete", 300, 3e-3, 4, 1e-6),  # discrete decoding returns exact bin centres
+    Recipe("discrete_diffusion", 300, 3e-3, 4, 1e-6),
+    Recipe("ar", 200, 3e-3, 4, 1e-6),
+    Recipe("l1", 400, 5e-3, 4, 0.2),
+    # The noise objectives (~25-30 s each) need several (noise, time) draws per sample and step and a decaying
+    # learning rate. Their bounds hold for model seeds 0-4 (worst chunk: DDIM 0.40 max / 0.17 mean, flow 0.49 /
+    # 0.14; typical 0.1-0.3 / 0.02-0.08): a width-64 backbone maps the noisy values imprecisely (the head reads the
+    # state one slot before each value, so the last action dim must be copied by attention) and start-noise values
+    # in the Gaussian tails stay off. DDIM samples with 10 of its 50 training timesteps: 50 sampling steps compound
+    # the same errors (often several times the mean error at this budget); both samplers are exact with exact
+    # inputs (test_samplers_recover_the_target_with_the_exact_noise_or_velocity).
+    Recipe("ddim", 700, 5e-3, 2, 0.5, 0.2, draws=8, cosine=True, settings={"ddim_inference_steps": 10}),
+    Recipe("flow", 1400, 5e-3, 2, 0.6, 0.2, draws=4, cosine=True),
 ]
 
 
-def overfit(model: DreamVLA, samples: list[dict], steps: int, lr: float) -> list[float]:
-    """Full-batch AdamW through the objective's two-phase interface (as the trainer calls it); returns the losses."""
+def overfit(
+    model: DreamVLA, samples: list[dict], steps: int, lr: float, draws: int = 1, cosine: bool = False
+) -> list[float]:
+    """Full-batch AdamW through the objective's two-phase interface (as the trainer calls it); returns the losses.
+
+    Each sample appears ``draws`` times in the batch under distinct dataset indices, so the noise objectives see
+    ``draws`` independent (noise, time) draws of it per step; ``cosine``: the learning rate warms up linearly over
+    50 steps and then decays to 0 along a cosine."""
     policy = model.policy
     builder = VLABatchBuilder(model.processor, policy.layout, model.settings.use_proprio)
-    batch = builder.collate(samples, list(range(len(samples))))
+    batch = builder.collate(samples * draws, list(range(len(samples) * draws)))
     objective = build_vla_objective(model.settings, seed=0, mask_token_id=policy.layout.mask_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    schedule = (
+        torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        )
+        if cosine
+        else None
+    )
     model.train()
     losses = []
     for step in range(steps):
@@ -43,20 +84,20 @@ def overfit(model: DreamVLA, samples: list[dict], steps: int, lr: float) -> list
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(float(loss.detach()))
     model.eval()
     return losses
 
 
-@pytest.mark.parametrize(
-    ("objective", "steps", "lr", "count", "tolerance"), OVERFIT, ids=[o[0] for o in OVERFIT]
-)
+@pytest.mark.parametrize("recipe", OVERFIT, ids=[r.objective for r in OVERFIT])
 def test_objective_overfits_and_predict_action_returns_the_chunk(
-    make_vla, statistics, objective, steps, lr, count, tolerance
+    make_vla, statistics, recipe: Recipe
 ) -> None:
-    model = make_vla(objective)
-    samples = synthetic_samples(statistics, count=count)
-    losses = overfit(model, samples, steps, lr)
+    model = make_vla(recipe.objective, **recipe.settings)
+    samples = synthetic_samples(statistics, count=recipe.samples)
+    losses = overfit(model, samples, recipe.steps, recipe.lr, recipe.draws, recipe.cosine)
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
     scale = (
         statistics["metaworld_test"].action.q99 - statistics["metaworld_test"].action.q01
@@ -68,33 +109,44 @@ def test_objective_overfits_and_predict_action_returns_the_chunk(
         )
         assert actions.shape == (8, 4) and actions.dtype == np.float32
         error = np.abs(actions - sample["raw_actions"]) / (scale / 2)  # back to normalised units
-        assert error.max() <= tolerance, f"{objective}: max normalised error {error.max():.4f} > {tolerance}"
+        name = recipe.objective
+        assert error.max() <= recipe.max_error, f"{name}: max normalised error {error.max():.4f}"
+        if recipe.mean_error is not None:
+            assert error.mean() <= recipe.mean_error, f"{name}: mean normalised error {error.mean():.4f}"
 
 
-@pytest.mark.parametrize(("objective", "check_samples"), [("flow", True), ("ddim", False)])
-def test_continuous_objectives_learn_the_chunks(make_vla, statistics, objective, check_samples) -> None:
-    """DDIM / flow matching on 2 samples: the loss falls (and, for flow, the sampled chunks move towards the
-    targets). A width-64 model does not reach the targets within a CPU test budget (DDIM's 50-step samples do not
-    measurably improve in 300 steps); the samplers themselves are checked exactly by
-    ``test_samplers_recover_the_target_with_the_exact_noise_or_velocity``."""
+@pytest.mark.parametrize(("objective", "times"), [("ddim", [7.0, 31.0]), ("flow", [0.25, 0.8])])
+def test_noisy_heads_see_the_same_inputs_in_training_and_in_predict_action(
+    make_vla, statistics, objective, times
+) -> None:
+    """The right-padded training batch and the left-padded ``predict_action`` batch put the same noisy chunk and
+    time into the same slots: for equal inputs the head outputs agree, so the sampler queries what the loss trains."""
     model = make_vla(objective)
     samples = synthetic_samples(statistics, count=2)
-
-    def mean_error() -> float:
-        errors = []
-        for sample in samples:
-            generator = torch.Generator().manual_seed(1)
-            actions = model.predict_action(
-                [sample["raw_image"]], sample["instruction"], sample["raw_proprio"], generator=generator
-            )
-            errors.append(np.abs(actions - sample["raw_actions"]).mean())
-        return float(np.mean(errors))
-
-    before = mean_error()
-    losses = overfit(model, samples, 300, 3e-3)
-    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
-    if check_samples:
-        assert mean_error() < 0.8 * before
+    samples[1]["instruction"] = "push the puck left and then close the window"  # rows of different lengths
+    policy = model.policy
+    training = VLABatchBuilder(model.processor, policy.layout, model.settings.use_proprio).collate(
+        samples, [0, 1]
+    )
+    inference, _ = policy.prepare(
+        [[s["raw_image"]] for s in samples],
+        [s["instruction"] for s in samples],
+        [s["raw_proprio"] for s in samples],
+        None,
+    )
+    assert inference["attention_mask"][0, 0] == 0 and training["attention_mask"][0, -1] == 0  # both padded
+    noisy, time = torch.randn(2, 8, 4), torch.tensor(times)
+    with torch.no_grad():
+        outputs = [
+            model(
+                **{k: batch[k] for k in FORWARD_KEYS},
+                noisy_actions=noisy,
+                diffusion_time=time,
+                compute_logits=False,
+            ).action_head_output
+            for batch in (training, inference)
+        ]
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=0)
 
 
 class _OracleVLA:
