@@ -275,3 +275,17 @@ def test_oracle_in_the_compact_prompt_style_with_cot() -> None:
     assert "Previous actions: moveblock(" in step["prompt"]
     explanation = json.loads(step["reply"])["explanation"]
     assert explanation.startswith("c1: ") and " | c5: " in explanation
+
+
+def test_comparison_plot_of_runs_in_both_modes(tmp_path: Path) -> None:
+    from dreamvlx.evals.viplan.report import plot_comparison
+
+    summaries = {}
+    for mode, backend in (("planning", "oracle"), ("planning", "random"), ("grounding", "oracle")):
+        config = RunConfig(mode=mode, backend=BackendSpec(backend))
+        records = evaluate({"simple": load_split("simple")[:2]}, config, progress=False)
+        summaries[f"{backend} {mode}"] = summarize(records, config)
+    plot_comparison(summaries, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="at least one summary"):
+        plot_comparison({}, tmp_path / "empty.png")
