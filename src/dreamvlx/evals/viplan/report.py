@@ -116,10 +116,11 @@ def plot_summary(summary: dict[str, Any], path: Path) -> None:
 
 
 def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
-    """Success rate per split of several runs side by side, one panel per mode present.
+    """Several runs side by side per split: for each mode present, a panel with its headline success metric
+    and one with its action metric (``_HEADLINE``).
 
     ``summaries`` maps a run label (e.g. ``"diffusion"``) to a summary of ``runner.summarize``; runs of both
-    modes may be mixed (each mode gets its own panel, with its headline success metric).
+    modes may be mixed.
     """
     import matplotlib
 
@@ -129,18 +130,19 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     if not summaries:
         raise ValueError("plot_comparison needs at least one summary")
     modes = sorted({s["mode"] for s in summaries.values()}, key=list(_HEADLINE).index)
-    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
+    panels = [(mode, key) for mode in modes for key in _HEADLINE[mode]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (mode, key) in zip(axes[0], panels):
         runs = {label: s for label, s in summaries.items() if s["mode"] == mode}
         splits = list(next(iter(runs.values()))["splits"])
         width = 0.8 / len(runs)
         for i, (label, summary) in enumerate(runs.items()):
-            values = [summary["splits"][s][_HEADLINE[mode][0]] for s in splits]
+            values = [summary["splits"][s][key] for s in splits]
             xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(splits))]
             ax.bar_label(ax.bar(xs, values, width, label=label), fmt="%.2f", fontsize=8)
         ax.set_xticks(range(len(splits)), splits)
         ax.set_ylim(0, 1.1)
-        ax.set_title(f"ViPlan BlocksWorld {mode}: {_HEADLINE[mode][0].replace('_', ' ')}")
+        ax.set_title(f"ViPlan {mode}: {key.replace('_', ' ')}")
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
