@@ -266,15 +266,18 @@ class SlowPolicy(ScriptedPolicy):
 
 
 def _health_refused(port: int) -> bool:
+    """True when a health check is not served: refused, reset, or left unanswered (a connection the kernel
+    queued just before the listening socket closed is never read, so its request times out)."""
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-    except (urllib.error.URLError, ConnectionError):
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
         return True
     return False
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(serve_policy, stack, make_observation) -> None:
-    policy = SlowPolicy(latency_s=0.4)
+    # the in-flight request must outlast the probing below (a probe can wait its 1 s timeout) and the late ask
+    policy = SlowPolicy(latency_s=3.0)
     with serve_policy(policy, max_batch=1) as background:
         port = background.port
         busy, idle = _connect(port, stack), _connect(port, stack)
