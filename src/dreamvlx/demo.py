@@ -10,7 +10,7 @@
    goal, the replies and actions, and the denoising history of the first reply (which tokens the
    diffusion sampler committed at which step).
 
-The demo model's data format (``DEMO_EPISODES``), chosen for a small model trained from scratch on a CPU:
+The demo model's data format (:func:`demo_episode_config`), chosen for a small model trained from scratch on a CPU:
 
 - planning answers hold only the next optimal action (``plan_horizon=1``): ViPlan executes ``plan[0]`` of
   every reply and asks again, so one-action JSON plans are complete, valid replies with a short canvas;

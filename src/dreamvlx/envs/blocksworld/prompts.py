@@ -41,7 +41,7 @@ fixed text but pay for them in every forward (training and evaluation are ~3x ch
 thing before the answer: the answer then sits at the same distance from every image token in every
 sample (a variable-length goal between them would shift it), which is what lets a model trained from
 scratch learn, through the rotary positions, which image tokens show which column; with the image at the
-front of the user turn (where LLaVA rendering puts it) a 2.5 M-parameter model had not started to read
+front of the user turn (where LLaVA rendering puts it) a 2.4 M-parameter model had not started to read
 the image after 2,000 steps (``experiments/demo_model/README.md``). The environment, problems, step limits, reply format,
 parser and success criterion are ViPlan's in both styles; only the prompt text differs, so numbers from
 the two styles are labelled with their style in every summary.
