@@ -34,7 +34,10 @@ import io
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
 
 DEMO_MODEL = "demo_model"
 DEMO_PROMPT_STYLE = "compact"
@@ -45,7 +48,7 @@ def shipped_model_dir() -> Path:
     return Path(str(resources.files("dreamvlx") / "assets" / DEMO_MODEL))
 
 
-def demo_episode_config() -> Any:
+def demo_episode_config() -> EpisodeConfig:
     """The training-data format of the demo model (module docstring)."""
     from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
 

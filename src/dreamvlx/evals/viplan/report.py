@@ -72,47 +72,65 @@ def format_table(summary: dict[str, Any]) -> str:
     return text
 
 
-def plot_summary(summary: dict[str, Any], path: Path) -> None:
-    """Bar charts: success and action metric per split; for grounding also accuracy per predicate."""
+def _grouped_bars(
+    ax: Any,
+    categories: list[str],
+    series: dict[str, list[float]],
+    title: str,
+    group_width: float = 0.8,
+    value_labels: bool = True,
+    legend_loc: str = "upper right",
+) -> None:
+    """One bar per (series, category), the series side by side within each category, on a 0-1.1 axis."""
+    width = group_width / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(categories))]
+        bars = ax.bar(xs, values, width, label=label)
+        if value_labels:
+            ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title)
+    ax.legend(loc=legend_loc, fontsize=8)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _figure(panels: int, panel_width: float) -> tuple[Any, list[Any]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, panels, figsize=(panel_width * panels, 4), squeeze=False)
+    return fig, list(axes[0])
+
+
+def plot_summary(summary: dict[str, Any], path: Path) -> None:
+    """Bar charts: success and action metric per split; for grounding also accuracy per predicate."""
     mode = summary["mode"]
     splits = list(summary["splits"])
     grounding = mode == "grounding"
-    fig, axes = plt.subplots(1, 2 if grounding else 1, figsize=(11 if grounding else 6, 4), squeeze=False)
-    ax = axes[0][0]
-    width = 0.38
-    for offset, key in zip((-width / 2, width / 2), _HEADLINE[mode]):
-        values = [summary["splits"][s][key] for s in splits]
-        bars = ax.bar([i + offset for i in range(len(splits))], values, width, label=key.replace("_", " "))
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks(range(len(splits)), splits)
-    ax.set_ylim(0, 1.1)
-    ax.set_title(f"ViPlan BlocksWorld {mode}")
-    ax.legend(loc="upper right", fontsize=8)
+    fig, axes = _figure(2, 5.5) if grounding else _figure(1, 6)
+    headline = {key.replace("_", " "): [summary["splits"][s][key] for s in splits] for key in _HEADLINE[mode]}
+    _grouped_bars(axes[0], splits, headline, f"ViPlan BlocksWorld {mode}", group_width=0.76)
     if grounding:
-        ax = axes[0][1]
         predicates = sorted(summary["all"]["per_predicate"])
-        step = 0.8 / max(len(splits), 1)
-        for i, s in enumerate(splits):
-            stats = summary["splits"][s]["per_predicate"]
-            values = [stats[p]["accuracy"] if p in stats else 0.0 for p in predicates]
-            ax.bar(
-                [j + (i - (len(splits) - 1) / 2) * step for j in range(len(predicates))],
-                values,
-                step,
-                label=s,
-            )
-        ax.set_xticks(range(len(predicates)), predicates)
-        ax.set_ylim(0, 1.1)
-        ax.set_title("predicate accuracy (enumeration)")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        accuracy = {}
+        for split in splits:
+            stats = summary["splits"][split]["per_predicate"]
+            accuracy[split] = [stats[p]["accuracy"] if p in stats else 0.0 for p in predicates]
+        _grouped_bars(
+            axes[1], predicates, accuracy, "predicate accuracy (enumeration)",
+            value_labels=False, legend_loc="lower right",
+        )  # fmt: skip
+    _save(fig, path)
 
 
 def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
@@ -122,28 +140,14 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     ``summaries`` maps a run label (e.g. ``"diffusion"``) to a summary of ``runner.summarize``; runs of both
     modes may be mixed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not summaries:
         raise ValueError("plot_comparison needs at least one summary")
     modes = sorted({s["mode"] for s in summaries.values()}, key=list(_HEADLINE).index)
     panels = [(mode, key) for mode in modes for key in _HEADLINE[mode]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (mode, key) in zip(axes[0], panels):
+    fig, axes = _figure(len(panels), 5)
+    for ax, (mode, key) in zip(axes, panels):
         runs = {label: s for label, s in summaries.items() if s["mode"] == mode}
         splits = list(next(iter(runs.values()))["splits"])
-        width = 0.8 / len(runs)
-        for i, (label, summary) in enumerate(runs.items()):
-            values = [summary["splits"][s][key] for s in splits]
-            xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(splits))]
-            ax.bar_label(ax.bar(xs, values, width, label=label), fmt="%.2f", fontsize=8)
-        ax.set_xticks(range(len(splits)), splits)
-        ax.set_ylim(0, 1.1)
-        ax.set_title(f"ViPlan {mode}: {key.replace('_', ' ')}")
-        ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        values = {label: [summary["splits"][s][key] for s in splits] for label, summary in runs.items()}
+        _grouped_bars(ax, splits, values, f"ViPlan {mode}: {key.replace('_', ' ')}")
+    _save(fig, path)
