@@ -1,7 +1,7 @@
 """``dreamvlx demo``: a diffusion VLM planning ViPlan BlocksWorld, end to end on a CPU.
 
-1. Generates BlocksWorld planning data with our renderer (``dreamvlx data viplan``; benchmark problems
-   excluded), in the LLaVA format the trainer reads.
+1. Generates BlocksWorld data with our renderer (``dreamvlx data viplan``; benchmark problems excluded), in
+   the LLaVA format the trainer reads: for each rendered state one planning sample and one grounding question.
 2. Obtains a small diffusion Dream-VL: the checkpoint shipped in ``dreamvlx/assets/demo_model`` (made by
    ``dreamvlx train --preset blocksworld-tiny``; command and log in ``experiments/demo_model/``), or, with
    ``--train``, trains a new one on the data of step 1 with the same preset.
@@ -12,11 +12,15 @@
 
 The demo model's data format (:func:`demo_episode_config`), chosen for a small model trained from scratch on a CPU:
 
+- every rendered state gives a planning sample and a grounding question (``questions_per_image=1``): the
+  grounding answers spell the scene out too, so half the samples train reading the image on short sequences,
+  and the model also answers ViPlan's grounding mode;
 - planning answers hold only the next optimal action (``plan_horizon=1``): ViPlan executes ``plan[0]`` of
   every reply and asks again, so one-action JSON plans are complete, valid replies with a short canvas;
 - the compact prompt style (``dreamvlx.envs.blocksworld.prompts``): goal, previous actions and image
   without ViPlan's ~800 tokens of fixed instructions, which a model that never learned language cannot
-  use; sequences are ~3x shorter, so training and evaluation are ~3x cheaper;
+  use; the goal is the configuration it fixes, in the notation of the scene (``Goal: c1: g b | c2: - | ...``),
+  so sequences are ~5x shorter and the model compares two lines written alike;
 - CoT answers: ``{"explanation": "c1: r g | c2: - | ...", "plan": [...]}``. The scene comes first, as in
   ViPlan's CoT protocol, so every sample supervises reading the image, and the diffusion sampler can
   commit the scene tokens before the move that depends on them.
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 DEMO_MODEL = "demo_model"
 DEMO_PROMPT_STYLE = "compact"
 DEMO_COT = True
+DEMO_MODES = ("grounding", "planning")
 
 
 def shipped_model_dir() -> Path:
@@ -52,7 +57,7 @@ def demo_episode_config() -> EpisodeConfig:
     """The training-data format of the demo model (module docstring)."""
     from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
 
-    return EpisodeConfig(plan_horizon=1, prompt_style=DEMO_PROMPT_STYLE, cot=DEMO_COT)
+    return EpisodeConfig(plan_horizon=1, prompt_style=DEMO_PROMPT_STYLE, cot=DEMO_COT, questions_per_image=1)
 
 
 def generate_data(out_dir: Path, samples: int, seed: int, workers: int) -> Path:
@@ -62,7 +67,7 @@ def generate_data(out_dir: Path, samples: int, seed: int, workers: int) -> Path:
         out_dir,
         samples,
         seed,
-        modes=["planning"],
+        modes=DEMO_MODES,
         config=demo_episode_config(),
         workers=workers,
         progress=True,
@@ -140,7 +145,11 @@ def write_report(
             parts.append(f"<h2>{split} / {html.escape(problem.name)}: {outcome}</h2>")
             parts.append(f"<img src='{_png_data_uri(image)}' width='300'>")
             goal_text = goal_string(problem.blocks, problem.goal).strip()
+            model_view = first_prompt[0]["content"]  # the compact system turn: goal layout and history
             parts.append(f"<p><b>Goal</b><br><pre>{html.escape(goal_text)}</pre></p>")
+            parts.append(
+                f"<p><b>What the model reads</b> (then the image)<br><pre>{html.escape(model_view)}</pre></p>"
+            )
             parts.append(
                 "<p><b>Denoising history of the first reply</b> (subscript: step that committed it)<br>"
             )
@@ -165,7 +174,9 @@ def main(argv: list[str]) -> int:
         "--train", action="store_true", help="train the model here instead of using the shipped one"
     )
     parser.add_argument("--model", default=None, help="evaluate this DreamVL checkpoint instead")
-    parser.add_argument("--samples", type=int, default=2000, help="planning samples to generate")
+    parser.add_argument(
+        "--samples", type=int, default=2000, help="samples to generate (half planning, half grounding)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--report-episodes", type=int, default=2, help="episodes per split in the report")
@@ -195,7 +206,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    print(f"[1/4] generating {args.samples} BlocksWorld planning samples -> {out / 'data'}", flush=True)
+    print(f"[1/4] generating {args.samples} BlocksWorld samples -> {out / 'data'}", flush=True)
     index = generate_data(out / "data", args.samples, args.seed, args.workers)
 
     if args.model:

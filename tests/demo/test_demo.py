@@ -43,6 +43,8 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path: Path, capsys) -> N
     assert (out / "data" / "index.json").is_file() and (out / "summary.png").is_file()
     report = (out / "report.html").read_text()
     assert "Denoising history" in report and "data:image/png;base64" in report
+    assert "What the model reads" in report and "Goal: c1: " in report  # the compact goal layout
+    assert json.loads((out / "data" / "index.json").read_text())["modes"] == ["grounding", "planning"]
     assert "<h2>simple / simple_problem_0: not solved</h2>" in report  # an untrained model solves nothing
     assert "simple" in capsys.readouterr().out
 

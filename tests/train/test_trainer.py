@@ -124,3 +124,18 @@ def test_lora_run_resumes_exactly_and_writes_merged_weights_plus_adapter(tmp_pat
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     DreamVL.from_pretrained(resumed.final_dir)  # loads as a plain Dream-VL
+
+
+def test_loader_workers_give_the_same_weights_and_resume_exactly(tmp_path: Path) -> None:
+    """Batches read ahead by two worker processes train exactly like batches read in the loop, and a
+    run killed while the workers had read ahead resumes from the batches it had used."""
+    (tmp_path / "a").mkdir()
+    in_loop = run(tiny_config(tmp_path / "a"))
+    (tmp_path / "b").mkdir()
+    cfg = tiny_config(tmp_path / "b", data={"num_workers": 2})
+    interrupted = run(cfg, until_step=5)
+    assert interrupted.final_dir is None
+    resumed = run(cfg)
+    a, b = _weights(in_loop.final_dir), _weights(resumed.final_dir)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)

@@ -9,7 +9,9 @@ import pytest
 from dreamvlx.envs.blocksworld import (
     BlocksWorldState,
     MoveBlock,
+    goal_layout,
     goal_string,
+    goal_text,
     grounding_prompt,
     grounding_questions,
     history_record,
@@ -194,18 +196,18 @@ def test_compact_prompts_keep_only_the_per_query_content() -> None:
     ]
     system, user = planning_prompt(problem, history, style="compact")
     assert user == {"role": "user", "content": [{"type": "image"}]}  # the image right before the answer
-    goal = goal_string(problem.blocks, problem.goal)
-    assert system == {
+    assert system == {  # simple_problem_0: y, p and r each alone and on top, in c3, c4 and c1
         "role": "system",
-        "content": f"Goal:\n{goal}Previous actions: moveblock(y, c2): success; moveblock(r, c1): not legal; "
-        "pickup: action does not exist",
+        "content": "Goal: c1: r | c2: - | c3: y | c4: p\nPrevious actions: moveblock(y, c2): success; "
+        "moveblock(r, c1): not legal; pickup: action does not exist",
     }
     assert planning_prompt(problem, [], cot=True, style="compact")[0]["content"].endswith(
         "Previous actions: none"
     )
     question = question_text("on", ("r", "g"))
-    assert grounding_prompt(question, style="compact") == [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    assert grounding_prompt(question, style="compact") == [  # the image right before the answer here too
+        {"role": "system", "content": question},
+        {"role": "user", "content": [{"type": "image"}]},
     ]
     with pytest.raises(ValueError, match="unknown prompt style 'short'"):
         planning_prompt(problem, [], style="short")
@@ -222,3 +224,29 @@ def test_state_explanations_in_both_styles() -> None:
     assert parse_plan_reply(reply).block == "g"
     with pytest.raises(ValueError, match="prompt style"):
         state_explanation(state, "verbose")
+
+
+def test_the_compact_goal_is_the_configuration_the_goal_fixes() -> None:
+    for split in ("simple", "medium", "hard"):
+        for problem in load_split(split):
+            layout = goal_layout(problem.columns, problem.goal)
+            assert BlocksWorldState.from_columns(layout, blocks=problem.blocks).satisfies(problem.goal)
+    goal = [
+        ("on", "g", "r"),
+        ("clear", "g"),
+        ("incolumn", "r", "c2"),
+        ("incolumn", "g", "c2"),
+        ("incolumn", "b", "c1"),
+    ]
+    assert goal_text(("r", "g", "b"), ("c1", "c2", "c3"), goal, "compact") == "c1: b | c2: r g | c3: -"
+    assert goal_text(("r", "g", "b"), ("c1", "c2", "c3"), goal) == goal_string(("r", "g", "b"), goal)
+    with pytest.raises(ValueError, match="does not put every block in exactly one column"):
+        goal_layout(("c1", "c2"), [("on", "g", "r"), ("incolumn", "r", "c1")])
+    with pytest.raises(ValueError, match="does not order the blocks of column 'c1'"):
+        goal_layout(("c1", "c2"), [("incolumn", "r", "c1"), ("incolumn", "g", "c1")])
+    with pytest.raises(ValueError, match="does not order the blocks of column 'c1'"):
+        goal_layout(("c1", "c2"), [("on", "g", "r"), ("incolumn", "r", "c2"), ("incolumn", "g", "c1")])
+    with pytest.raises(ValueError, match="asks a block to be clear"):
+        goal_layout(
+            ("c1",), [("on", "g", "r"), ("clear", "r"), ("incolumn", "r", "c1"), ("incolumn", "g", "c1")]
+        )

@@ -23,7 +23,14 @@ from dreamvlx.envs.blocksworld.datagen import (
 )
 from dreamvlx.envs.blocksworld.planner import find_plan, validate_plan
 from dreamvlx.envs.blocksworld.problems import SPLITS, load_split
-from dreamvlx.envs.blocksworld.prompts import goal_string, grounding_prompt, question_text, user_text
+from dreamvlx.envs.blocksworld.prompts import (
+    goal_layout,
+    goal_string,
+    grounding_prompt,
+    layout_text,
+    question_text,
+    user_text,
+)
 from dreamvlx.envs.blocksworld.replies import parse_plan_reply, parse_yes_no, state_explanation
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
 
@@ -151,11 +158,13 @@ def test_compact_cot_samples_explain_the_shown_state():
         human, gpt = (turn["value"] for turn in sample["conversations"])
         notation = state_explanation(_state(meta), "compact")
         if meta["mode"] == "planning":
-            assert sample["system"].startswith("Goal:\n") and human == "<image>"
+            assert human == "<image>"
+            goal = layout_text(goal_layout(_state(meta).column_names, [tuple(f) for f in meta["goal"]]))
+            assert sample["system"].startswith(f"Goal: {goal}\nPrevious actions: ")
             reply = json.loads(gpt)
             assert reply["explanation"] == notation and len(reply["plan"]) == 1
         else:
-            assert sample["system"] is None and human.startswith("<image>\n")
+            assert sample["system"] == question_text(meta["fact"][0], meta["fact"][1:]) and human == "<image>"
             assert f"<explanation>\n{notation}\n</explanation>" in gpt
     assert modes == {"grounding", "planning"}
     with pytest.raises(ValueError, match="unknown prompt style"):

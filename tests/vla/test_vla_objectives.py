@@ -187,7 +187,7 @@ def test_samplers_recover_the_target_with_the_exact_noise_or_velocity(
 def test_discrete_diffusion_decodes_with_one_and_several_steps(make_vla, statistics) -> None:
     model = make_vla("discrete_diffusion")
     samples = synthetic_samples(statistics, count=2)
-    overfit(model, samples, 300, 3e-3)
+    overfit(model, samples, 600, 3e-3)  # 300 left 1-step decoding 84% exact on an AMD EPYC: not yet overfit
     images = [[s["raw_image"]] for s in samples]
     instructions = [s["instruction"] for s in samples]
     proprio = [s["raw_proprio"] for s in samples]

@@ -47,7 +47,7 @@ class DataSection:
     group_by_length: bool = True
     min_pixels: int = 3136
     max_pixels: int = 3211264
-    num_workers: int = 0
+    num_workers: int = 0  # processes that read and collate batches ahead of the loop (train/loader.py)
 
 
 @dataclass(frozen=True)
@@ -131,5 +131,7 @@ class TrainConfig:
             raise ValueError("optim.batch_size, optim.grad_accum and optim.max_steps must be >= 1")
         if not 0.0 <= self.optim.warmup_ratio < 1.0:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.optim.warmup_ratio}")
+        if self.data.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.data.num_workers}")
         if not self.data.train_json:
             raise ValueError("data.train_json is empty: give --data.train_json PATH")

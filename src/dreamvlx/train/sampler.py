@@ -70,16 +70,25 @@ class ResumableBatchSampler:
             batches = batches[rng.permutation(len(batches))]
         return list(batches)
 
+    def batches_from(self, position: BatchPosition) -> Iterator[tuple[list[int], BatchPosition]]:
+        """Endless: this process's slice of each global batch from ``position`` on, each paired with the
+        position *after* it. Pure: ``self.position`` is left alone, so a consumer that loads batches
+        ahead (:mod:`dreamvlx.train.loader`) records only the batches it has actually used."""
+        epoch, batch = position.epoch, position.batch
+        lo = self.rank * self.batch_size
+        while True:
+            batches = self.epoch_order(epoch)
+            while batch < len(batches):
+                indices = [int(i) for i in batches[batch][lo : lo + self.batch_size]]
+                batch += 1
+                yield indices, BatchPosition(epoch=epoch, batch=batch)
+            epoch, batch = epoch + 1, 0
+
     def __iter__(self) -> Iterator[list[int]]:
         """Endless: yields this process's slice of each global batch, advancing ``position``."""
-        while True:
-            batches = self.epoch_order(self.position.epoch)
-            while self.position.batch < len(batches):
-                global_batch = batches[self.position.batch]
-                self.position.batch += 1
-                lo = self.rank * self.batch_size
-                yield [int(i) for i in global_batch[lo : lo + self.batch_size]]
-            self.position = BatchPosition(epoch=self.position.epoch + 1, batch=0)
+        for indices, after in self.batches_from(self.position):
+            self.position = after
+            yield indices
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.position.epoch, "batch": self.position.batch}

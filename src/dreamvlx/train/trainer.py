@@ -36,6 +36,7 @@ from dreamvlx.train.distributed import (
     no_sync,
     unwrap,
 )
+from dreamvlx.train.loader import batch_stream
 from dreamvlx.train.metrics import MetricsLogger, plot_loss
 from dreamvlx.train.objectives import PreparedBatch, build_objective
 from dreamvlx.train.optim import build_optimizer, build_scheduler
@@ -190,8 +191,7 @@ class Trainer:
     def _next_micro_batches(self, batches: Any) -> list[PreparedBatch]:
         out = []
         for _ in range(self.cfg.optim.grad_accum):
-            indices = next(batches)
-            batch = self.collate([self.dataset[i] for i in indices], indices)
+            batch, self.sampler.position = next(batches)  # record only what is consumed (resume)
             out.append(_to_device(self.objective.prepare(batch, self.step), self.info.device))
         return out
 
@@ -243,7 +243,7 @@ class Trainer:
         if self.info.is_main:
             (self.out_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         logger = MetricsLogger(self.out_dir, cfg.run.tensorboard) if self.info.is_main else None
-        batches = iter(self.sampler)
+        batches = batch_stream(self.sampler, self.dataset, self.collate, cfg.data.num_workers)
         bar = tqdm(
             total=cfg.optim.max_steps,
             initial=self.step,

@@ -6,7 +6,8 @@
 - ``problems``: ``load_split``, ``load_problem_dir``, ``parse_problem_file`` -> ``Problem``.
 - ``planner``: ``find_plan`` (optimal breadth-first search), ``validate_plan``.
 - ``env``: ``BlocksWorldEnv``, the mutable simulator of one episode.
-- ``prompts``: ``grounding_questions``, ``grounding_prompt``, ``planning_prompt``, ``goal_string``.
+- ``prompts``: ``grounding_questions``, ``grounding_prompt``, ``planning_prompt``, ``goal_string``,
+  ``goal_text`` / ``goal_layout`` / ``layout_text`` (the compact style's goal and scene notation).
 - ``replies``: ``parse_yes_no``, ``parse_plan_reply``, the oracle formats ``yes_no_reply`` /
   ``plan_reply``, and ``history_record`` (planning feedback).
 - ``render`` (separate module, imported on demand): ``render_state(state) -> PIL.Image``.
@@ -29,9 +30,12 @@ from dreamvlx.envs.blocksworld.problems import (
 )
 from dreamvlx.envs.blocksworld.prompts import (
     QUESTION_TEMPLATES,
+    goal_layout,
     goal_string,
+    goal_text,
     grounding_prompt,
     grounding_questions,
+    layout_text,
     planning_prompt,
     question_text,
 )
@@ -70,10 +74,13 @@ __all__ = [
     "asset_dir",
     "effect_checks",
     "find_plan",
+    "goal_layout",
     "goal_string",
+    "goal_text",
     "grounding_prompt",
     "grounding_questions",
     "history_record",
+    "layout_text",
     "load_problem_dir",
     "load_split",
     "parse_action",

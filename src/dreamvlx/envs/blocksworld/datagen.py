@@ -56,7 +56,7 @@ from dreamvlx.envs.blocksworld.problems import SPLITS, load_split
 from dreamvlx.envs.blocksworld.prompts import (
     PROMPT_STYLES,
     check_prompt_style,
-    goal_string,
+    goal_text,
     grounding_prompt,
     grounding_questions,
     planning_prompt,
@@ -320,7 +320,7 @@ def generate_samples(
                 for f, truth in questions
             ]
             if planning:
-                goal = goal_string(step.state.blocks, problem.goal)
+                goal = goal_text(step.state.blocks, step.state.column_names, problem.goal, style)
                 messages = planning_prompt(goal, step.history, config.cot, style)
                 answer = plan_reply(step.plan[: config.plan_horizon], explanation)
                 turns.append((messages, answer, "planning", None))

@@ -27,7 +27,8 @@ Planning (VLM-as-planner; ViPlan ``vila_blocksworld_json.md`` / ``..._cot.md``):
 
 - ``goal_string(blocks, goal)``: one line per block in object order, e.g. ``The red block needs to be on
   top of the green block, needs to be the topmost block in its column and needs to be in the column with
-  label 'c1'. `` (clauses in goal order, each line ends with ``". \\n"``).
+  label 'c1'. `` (clauses in goal order, each line ends with ``". \\n"``); ``goal_text(blocks, columns, goal,
+  style)`` picks it or the compact style's layout.
 - ``planning_prompt(problem_or_goal_string, history, cot=False)`` -> ``[system, user: [text, image]]``;
   ``history`` is the list of previous-action records (``dreamvlx.envs.blocksworld.replies``), dumped
   with ``json.dumps`` into the "Previously taken actions" section (``[]`` at the first step).
@@ -36,8 +37,12 @@ Prompt styles (``style=``): ``"viplan"`` (default) renders ViPlan's prompt files
 read instructions (the 7B checkpoints). ``"compact"`` keeps only what changes between queries, for small
 models trained from scratch, which never learned to read instructions and gain nothing from ~800 tokens of
 fixed text but pay for them in every forward (training and evaluation are ~3x cheaper): planning is
-``[system: "Goal:\n<goal_string>Previous actions: <compact_history>", user: [image]]`` and grounding is
-``[user: [image, question]]``. The planning text goes to the system turn so that the image is the last
+``[system: "Goal: <layout>\nPrevious actions: <compact_history>", user: [image]]`` and grounding is
+``[system: question, user: [image]]``. The compact goal is the configuration the goal facts fix, written in the
+notation of the CoT scene explanation (``Goal: c1: g b | c2: - | c3: o | c4: y p``; ``goal_layout``): every
+ViPlan goal puts each block in a column and orders each column, so this is the same goal, and a small
+model compares two lines in one notation instead of parsing ~150 tokens of English (measured in
+``experiments/demo_model/README.md``). The text of both modes goes to the system turn so that the image is the last
 thing before the answer: the answer then sits at the same distance from every image token in every
 sample (a variable-length goal between them would shift it), which is what lets a model trained from
 scratch learn, through the rotary positions, which image tokens show which column; with the image at the
@@ -178,9 +183,10 @@ def grounding_prompt(
     question: str, cot: bool = False, exact_viplan: bool = True, style: str = "viplan"
 ) -> Messages:
     """Messages asking one yes/no question about the image (ViPlan's prompt, question appended; the
-    compact style sends only the image and the question, ``cot`` and ``exact_viplan`` do not apply)."""
+    compact style sends only the question, in the system turn, and the image, ``cot`` and ``exact_viplan``
+    do not apply)."""
     if check_prompt_style(style) == "compact":
-        return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return [{"role": "system", "content": question}, {"role": "user", "content": [{"type": "image"}]}]
     return prompt_messages(prompt_template("grounding", cot) + "\n" + question, exact_viplan)
 
 
@@ -205,6 +211,56 @@ def goal_string(blocks: Sequence[str], goal: Sequence[Fact]) -> str:
     return "".join(lines)
 
 
+def layout_text(columns: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """Stacks in the compact notation, ``c1: r g | c2: - | c3: b`` (columns left to right, each bottom to
+    top, ``-`` for an empty one): the compact style's goal and CoT scene explanation."""
+    return " | ".join(f"{column}: {' '.join(stack) or '-'}" for column, stack in columns)
+
+
+def goal_layout(columns: Sequence[str], goal: Sequence[Fact]) -> list[tuple[str, list[str]]]:
+    """The one configuration a complete goal allows: ``[(column, [bottom, ..., top]), ...]``.
+
+    A goal is complete when it puts every block it names in a column (``incolumn``) and orders each column
+    by ``on`` facts into one stack; ViPlan's goals (all 75 problems) and generated goals are. Raises
+    ``ValueError`` naming the problem for any other goal (missing column, unordered or contradictory
+    stacks, a ``clear`` block that is not on top), because the compact style could not state it.
+    """
+    blocks_in = {column: [f[1] for f in goal if f[0] == "incolumn" and f[2] == column] for column in columns}
+    placed = [block for stack in blocks_in.values() for block in stack]
+    named = {arg for fact in goal for arg in fact[1:] if arg not in columns}
+    if sorted(placed) != sorted(named) or len(set(placed)) != len(placed):
+        raise ValueError(f"goal {list(goal)} does not put every block in exactly one column")
+    below = {f[1]: f[2] for f in goal if f[0] == "on"}
+    layout = []
+    for column, members in blocks_in.items():
+        bottoms = [block for block in members if block not in below]
+        stack = bottoms[:1]
+        while stack and len(stack) < len(members):
+            above = [block for block in members if below.get(block) == stack[-1]]
+            if len(above) != 1:
+                break
+            stack.append(above[0])
+        if len(bottoms) > 1 or len(stack) != len(members):
+            raise ValueError(
+                f"goal {list(goal)} does not order the blocks of column {column!r} into one stack"
+            )
+        layout.append((column, stack))
+    tops = {stack[-1] for _, stack in layout if stack}
+    if any(f[0] == "clear" and f[1] not in tops for f in goal):
+        raise ValueError(f"goal {list(goal)} asks a block to be clear that its stacks cover")
+    return layout
+
+
+def goal_text(
+    blocks: Sequence[str], columns: Sequence[str], goal: Sequence[Fact], style: str = "viplan"
+) -> str:
+    """The goal as a prompt states it: ``goal_string`` (``"viplan"``) or the goal's configuration in the
+    compact notation, ``c1: g b | c2: - | c3: o`` (``"compact"``, :func:`goal_layout` / :func:`layout_text`)."""
+    if check_prompt_style(style) == "compact":
+        return layout_text(goal_layout(columns, goal))
+    return goal_string(blocks, goal)
+
+
 def compact_history(history: Sequence[dict]) -> str:
     """Previous actions in one short line for the compact style, e.g. ``moveblock(y, c2): success;
     moveblock(r, c1): not legal; pickup: action does not exist`` (``none`` at the first step)."""
@@ -225,15 +281,18 @@ def planning_prompt(
 ) -> Messages:
     """Messages asking for a JSON plan: goal (a ``Problem`` or a ready goal string) and action history.
 
-    ``style="compact"``: a system turn with the goal string and :func:`compact_history`, then a user turn
+    ``style="compact"``: a system turn ``Goal: <goal_text>\nPrevious actions: <compact_history>`` (the goal's
+    configuration in the compact notation), then a user turn
     holding only the image; ``cot`` then changes only the expected reply (an ``"explanation"`` field
     first), not the prompt.
     """
-    goal_text = goal_string(goal.blocks, goal.goal) if isinstance(goal, Problem) else goal
+    text_of_goal = (
+        goal_text(goal.blocks, goal.columns, goal.goal, style) if isinstance(goal, Problem) else goal
+    )
     if check_prompt_style(style) == "compact":
-        text = f"Goal:\n{goal_text}Previous actions: {compact_history(history)}"
+        text = f"Goal: {text_of_goal}\nPrevious actions: {compact_history(history)}"
         return [{"role": "system", "content": text}, {"role": "user", "content": [{"type": "image"}]}]
-    text = prompt_template("planning", cot).replace("{goal_string}", goal_text)
+    text = prompt_template("planning", cot).replace("{goal_string}", text_of_goal)
     return prompt_messages(text.replace("{previous_actions}", json.dumps(list(history))))
 
 
@@ -243,3 +302,13 @@ def user_text(messages: Messages) -> str:
     if isinstance(content, str):
         return content
     return "\n".join(part["text"] for part in content if part["type"] == "text")
+
+
+def asked_question(messages: Messages) -> str:
+    """The question of a grounding prompt of either style, without its "?": the last line of the user text
+    (``"viplan"``), or the system turn when the user turn holds only the image (``"compact"``)."""
+    text = user_text(messages) or next((m["content"] for m in messages if m["role"] == "system"), "")
+    lines = text.splitlines()
+    if not lines:
+        raise ValueError("a grounding prompt without a question")
+    return lines[-1].rstrip("?")

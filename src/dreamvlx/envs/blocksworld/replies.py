@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dreamvlx.envs.blocksworld.prompts import check_prompt_style
+from dreamvlx.envs.blocksworld.prompts import check_prompt_style, layout_text
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, MoveBlock
 
 
@@ -150,7 +150,7 @@ def state_explanation(state: BlocksWorldState, style: str = "viplan") -> str:
     bottom to top. ``"viplan"``: ``From left to right, bottom to top: column "c1": red block, green block;
     column "c2": empty; ...``; ``"compact"``: ``c1: r g | c2: - | ...`` (a few tokens per column)."""
     if check_prompt_style(style) == "compact":
-        return " | ".join(f"{column}: {' '.join(stack) or '-'}" for column, stack in state.columns())
+        return layout_text(state.columns())
     parts = []
     for column, stack in state.columns():
         blocks = ", ".join(f"{BLOCK_COLORS[b]} block" for b in stack) if stack else "empty"

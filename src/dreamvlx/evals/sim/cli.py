@@ -15,6 +15,7 @@ or other openpi-protocol server). Writes ``results.json``, ``success_rates.png``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from functools import partial
@@ -26,6 +27,7 @@ ENVS = ("metaworld", "libero")
 DEFAULT_SUITE = {"metaworld": "mt10", "libero": "spatial"}
 DEFAULT_EPISODES = {"metaworld": 10, "libero": 50}
 DEFAULT_SEED = 7  # the official LIBERO evaluation's set_seed_everywhere(7)
+METAWORLD_CAMERAS = ("corner", "gripperPOV")  # primary first, as the data command records them
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -101,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--videos", type=int, default=2, help="number of episodes to record")
     parser.add_argument("--video-format", choices=("mp4", "gif"), default="mp4")
     parser.add_argument("--video-fps", type=int, default=30)
-    parser.add_argument("--cameras", default="corner,gripperPOV", help="metaworld: cameras, primary first")
+    parser.add_argument(
+        "--cameras",
+        help="metaworld: cameras, primary first (default: as many of corner,gripperPOV as a checkpoint's "
+        "platform takes, both for other policies)",
+    )
     parser.add_argument("--image-size", type=int, default=224, help="metaworld: rendered image side")
     parser.add_argument("--no-center-crop", action="store_true", help="libero: skip the 0.9-area centre crop")
     parser.add_argument(
@@ -138,6 +144,25 @@ def _policy_factory(spec: str, env: str, cameras: tuple[str, ...], args: argpars
             raise ValueError(f"--policy remote:HOST:PORT expected, got {spec!r}")
         return partial(connect_remote_policy, host, int(port), cameras)
     raise ValueError(f"unknown --policy {spec!r}; use scripted, random, checkpoint:PATH or remote:HOST:PORT")
+
+
+def metaworld_cameras(cameras_arg: str | None, policy_spec: str) -> tuple[str, ...]:
+    """The cameras to render: ``--cameras`` when given; for ``checkpoint:PATH`` the first ``num_images`` of
+    :data:`METAWORLD_CAMERAS` (the platform stored in the checkpoint's ``config.json``, so a one-camera model
+    is not handed two images); otherwise all of them."""
+    if cameras_arg:
+        return tuple(c.strip() for c in cameras_arg.split(",") if c.strip())
+    config_path = os.path.join(policy_spec.removeprefix("checkpoint:"), "config.json")
+    if not policy_spec.startswith("checkpoint:") or not os.path.isfile(config_path):
+        return METAWORLD_CAMERAS
+    from dreamvlx.actions.platforms import get_platform
+    from dreamvlx.modeling.dream_vla import VLA_SETTINGS_KEY
+
+    with open(config_path) as handle:
+        settings = json.load(handle).get(VLA_SETTINGS_KEY)
+    if not settings:
+        return METAWORLD_CAMERAS  # an official checkpoint without settings: the loader asks for them anyway
+    return METAWORLD_CAMERAS[: get_platform(settings["platform"]).num_images]
 
 
 def _libero_suite_tasks(suites: list[str], tasks_arg: str | None, episodes: range) -> list[tuple[str, str]]:
@@ -198,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.env == "metaworld":
             from dreamvlx.envs.metaworld import resolve_tasks
 
-            cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+            cameras = metaworld_cameras(args.cameras, args.policy)
             label = suite_arg.lower() if suite_arg.lower() in ("mt10", "mt50") else "metaworld"
             suite_tasks = [(label, task) for task in resolve_tasks(suite_arg)]
             make_env = partial(

@@ -26,7 +26,7 @@ from PIL import Image
 
 from dreamvlx.envs.blocksworld.env import BlocksWorldEnv
 from dreamvlx.envs.blocksworld.planner import find_plan
-from dreamvlx.envs.blocksworld.prompts import Messages, grounding_questions, user_text
+from dreamvlx.envs.blocksworld.prompts import Messages, asked_question, grounding_questions
 from dreamvlx.envs.blocksworld.replies import plan_reply, state_explanation, yes_no_reply
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, MoveBlock
 
@@ -87,7 +87,7 @@ class OracleBackend:
         state = self._episode.env.state
         explain = state_explanation(state, self._episode.prompt_style) if self._episode.cot else None
         if self._episode.mode == "grounding":
-            question = user_text(messages).splitlines()[-1].rstrip("?")
+            question = asked_question(messages)
             if question not in self._questions:
                 raise ValueError(f"OracleBackend: not a grounding question of this problem: {question!r}")
             name, args = self._questions[question]

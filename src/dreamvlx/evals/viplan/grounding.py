@@ -64,7 +64,7 @@ class _Grounder:
             {
                 "predicate": fact[0],
                 "args": list(fact[1:]),
-                "prompt": prompt_record(messages),
+                "prompt": prompt_record(messages, with_system=cfg.prompt_style == "compact"),
                 "reply": reply,
                 "answer": parse_yes_no(reply),
                 "expected": expected,

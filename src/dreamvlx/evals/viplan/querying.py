@@ -51,8 +51,8 @@ def generate(
 
 def prompt_record(messages: Messages, with_system: bool = False) -> str:
     """The user turn as logged: its text parts, with ``<image>`` where the image goes; preceded by the
-    system turn and a blank line when ``with_system`` (the compact planning prompt, whose system turn
-    changes at every step)."""
+    system turn and a blank line when ``with_system`` (the compact prompts, whose system turn holds the
+    goal and history, or the question)."""
     content = next(m["content"] for m in reversed(messages) if m["role"] == "user")
     if not isinstance(content, str):
         content = "\n".join(part["text"] if part["type"] == "text" else "<image>" for part in content)

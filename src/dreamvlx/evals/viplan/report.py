@@ -138,7 +138,7 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     and one with its action metric (``_HEADLINE``).
 
     ``summaries`` maps a run label (e.g. ``"diffusion"``) to a summary of ``runner.summarize``; runs of both
-    modes may be mixed.
+    modes may be mixed. A split that a run lacks (not evaluated) is left blank.
     """
     if not summaries:
         raise ValueError("plot_comparison needs at least one summary")
@@ -147,7 +147,10 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     fig, axes = _figure(len(panels), 5)
     for ax, (mode, key) in zip(axes, panels):
         runs = {label: s for label, s in summaries.items() if s["mode"] == mode}
-        splits = list(next(iter(runs.values()))["splits"])
-        values = {label: [summary["splits"][s][key] for s in splits] for label, summary in runs.items()}
+        splits = list(dict.fromkeys(split for summary in runs.values() for split in summary["splits"]))
+        values = {
+            label: [summary["splits"][s][key] if s in summary["splits"] else float("nan") for s in splits]
+            for label, summary in runs.items()
+        }
         _grouped_bars(ax, splits, values, f"ViPlan {mode}: {key.replace('_', ' ')}")
     _save(fig, path)

@@ -1,0 +1,124 @@
+"""Where a BlocksWorld planning model fails: reading the scene, or choosing the move.
+
+On held-out compact CoT planning samples (``dreamvlx data viplan ... --prompt-style compact --cot`` with a seed
+not used for training), for each sample:
+
+1. free generation (the demo's decoding settings): is the scene explanation exactly right, per column, in its
+   stack heights alone (colours ignored); is the move legal, optimal (one step closer to the goal by the optimal
+   planner), the sample's own move;
+2. the same with the true explanation given as the start of the reply (teacher-forced scene): is the move legal
+   and optimal when the scene is read right.
+
+Usage: ``python experiments/demo_model/diagnose.py MODEL DATA_DIR [--samples N] [--out FILE.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from dreamvlx.envs.blocksworld.datagen import read_dataset
+from dreamvlx.envs.blocksworld.planner import find_plan
+from dreamvlx.envs.blocksworld.replies import parse_plan_reply
+from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
+from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
+
+
+def _explanation(reply: str) -> str | None:
+    try:
+        return json.loads(reply[reply.find("{") : reply.rfind("}") + 1]).get("explanation")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _columns(explanation: str) -> list[str]:
+    return [part.strip() for part in explanation.split("|")]
+
+
+def _heights(explanation: str) -> list[int]:
+    return [len(part.split(":", 1)[-1].replace("-", "").split()) for part in _columns(explanation)]
+
+
+def _reply_prefix(tokenizer, answer: str) -> list[int]:
+    """The answer's own tokens up to the end of its explanation (``..., "plan": ``): tokenising that text on its
+    own would merge differently at the cut (`` [`` against `` [{"``) and show the model a sequence it never saw."""
+    ids = tokenizer.encode(answer)
+    cut = answer.index('"plan":') + len('"plan":')
+    keep = max(k for k in range(len(ids) + 1) if len(tokenizer.decode(ids[:k])) <= cut)
+    return ids[:keep]
+
+
+def _move_quality(state: BlocksWorldState, goal: list, reply: str, optimal_length: int) -> dict[str, bool]:
+    parsed = parse_plan_reply(reply)
+    if parsed.status != "ok" or parsed.block is None or parsed.column is None:
+        return {"legal": False, "optimal": False}
+    action = MoveBlock(parsed.block, parsed.column)
+    if parsed.block not in state.blocks or parsed.column not in state.column_names:
+        return {"legal": False, "optimal": False}
+    after, result = state.step(action)
+    if not result.success:
+        return {"legal": False, "optimal": False}
+    remaining = find_plan(after, goal)
+    return {"legal": True, "optimal": remaining is not None and len(remaining) == optimal_length - 1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("data")
+    parser.add_argument("--samples", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model, processor = load_dream_vl(args.model)
+    samples = read_dataset(args.data)[: args.samples]
+    tally: dict[str, float] = {}
+
+    def count(key: str, value: bool) -> None:
+        tally[key] = tally.get(key, 0) + float(value)
+
+    for sample in samples:
+        meta = sample["meta"]
+        state = BlocksWorldState.from_columns(meta["state"], blocks=meta["blocks"])
+        goal = [tuple(fact) for fact in meta["goal"]]
+        optimal_length = len(find_plan(state, goal))
+        truth = json.loads(sample["conversations"][1]["value"])
+        image = Image.open(Path(args.data) / sample["image"]).convert("RGB")
+        messages = [{"role": "system", "content": sample["system"]}, {"role": "user", "content": "<image>"}]
+        inputs = build_prompt_batch(processor, [[image]], [messages])
+        free = reply_text(
+            processor.tokenizer,
+            generate_tokens(model, inputs, max_new_tokens=64, steps=args.steps, alg="entropy")
+            .tokens[0]
+            .tolist(),
+        )
+        said = _explanation(free) or ""
+        count("scene_exact", said == truth["explanation"])
+        count("heights_exact", said != "" and _heights(said) == _heights(truth["explanation"]))
+        columns = list(zip(_columns(said), _columns(truth["explanation"])))
+        count("columns_right", sum(a == b for a, b in columns) / len(_columns(truth["explanation"])))
+        for key, value in _move_quality(state, goal, free, optimal_length).items():
+            count(f"free_{key}", value)
+        prefix_ids = torch.tensor([_reply_prefix(processor.tokenizer, sample["conversations"][1]["value"])])
+        prefix = processor.tokenizer.decode(prefix_ids[0].tolist())
+        forced_inputs = dict(inputs)
+        forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix_ids], dim=1)
+        forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
+        rest = generate_tokens(model, forced_inputs, max_new_tokens=40, steps=args.steps, alg="entropy")
+        forced = prefix + reply_text(processor.tokenizer, rest.tokens[0].tolist())
+        for key, value in _move_quality(state, goal, forced, optimal_length).items():
+            count(f"forced_{key}", value)
+    rates = {key: round(value / len(samples), 3) for key, value in tally.items()}
+    rates["samples"] = len(samples)
+    print(json.dumps(rates, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps({"model": args.model, "data": args.data, **rates}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
