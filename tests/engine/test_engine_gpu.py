@@ -1,5 +1,11 @@
-"""The engine on a CUDA GPU: CUDA graphs and torch.compile give the eager engine's actions, bf16 tracks the
-float32 CPU model. Skipped (with the reason) on CPU-only machines."""
+"""The engine on a CUDA GPU: CUDA graphs and torch.compile give the eager engine's actions, the engine tracks
+the float32 CPU model. Skipped (with the reason) on CPU-only machines.
+
+Multi-step decoding is compared in float32: in bf16 any change of kernels re-rounds near-tied argmaxes of
+these random-weight models and later steps compound the flips (measured on an H200 and on CPU; see
+``test_reduced_precision.py``, which checks that the bf16 engine equals the bf16 model). bf16 is compared
+with float32 on one-step decoding, where a flip stays one token.
+"""
 
 from __future__ import annotations
 
@@ -59,8 +65,13 @@ def test_cuda_graphs_give_the_eager_engines_actions(
 @pytest.mark.parametrize(("objective", "settings"), CASES[:3], ids=[f"{o}-{s}" for o, s in CASES[:3]])
 def test_compiled_engine_tracks_the_eager_engine(make_model, observations, objective, settings) -> None:
     model = make_model(objective, **settings).cuda()
-    eager = _predict(ActionEngine(model, EngineConfig.for_device("cuda", cuda_graphs=False)), observations)
-    compiled = _predict(ActionEngine(model, EngineConfig.for_device("cuda", compile=True)), observations)
+    # dtype=None keeps the model's float32 (module docstring)
+    eager = _predict(
+        ActionEngine(model, EngineConfig.for_device("cuda", cuda_graphs=False, dtype=None)), observations
+    )
+    compiled = _predict(
+        ActionEngine(model, EngineConfig.for_device("cuda", compile=True, dtype=None)), observations
+    )
     if objective == "flow":
         np.testing.assert_allclose(compiled, eager, rtol=0.05, atol=0.05)
     else:
@@ -68,11 +79,27 @@ def test_compiled_engine_tracks_the_eager_engine(make_model, observations, objec
 
 
 @pytest.mark.parametrize(("objective", "settings"), CASES, ids=[f"{o}-{s}" for o, s in CASES])
+def test_float32_gpu_engine_tracks_the_cpu_float32_model(
+    make_model, observations, objective, settings
+) -> None:
+    model = make_model(objective, **settings)
+    reference = _predict(model, observations)
+    got = _predict(ActionEngine(model.cuda(), EngineConfig.for_device("cuda", dtype=None)), observations)
+    if objective in ("flow", "l1"):
+        np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-3)
+    else:
+        assert (got == reference).mean() > 0.95
+
+
+ONE_STEP = [case for case in CASES if case[0] == "l1" or case[1].get("diffusion_steps") == 1]
+
+
+@pytest.mark.parametrize(("objective", "settings"), ONE_STEP, ids=[f"{o}-{s}" for o, s in ONE_STEP])
 def test_bf16_gpu_engine_tracks_the_cpu_float32_model(make_model, observations, objective, settings) -> None:
     model = make_model(objective, **settings)
     reference = _predict(model, observations)
     got = _predict(ActionEngine(model.cuda()), observations)  # GPU defaults: bf16, buckets, CUDA graphs
-    if objective in ("flow", "l1"):
+    if objective == "l1":
         assert np.abs(got - reference).mean() < 0.05 * np.abs(reference).mean() + 0.01
     else:
         assert (got == reference).mean() > 0.8  # bf16 flips near-tied argmaxes of a random model
