@@ -12,27 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from engine_helpers import CASE_IDS, DECODING_CASES, predict_rows
 
 from dreamvlx.engine import ActionEngine, EngineConfig, TextEngine, engine_policy
 from dreamvlx.engine.graphs import StepRunner
 
 pytestmark = pytest.mark.gpu
-
-CASES = [
-    ("discrete_diffusion", {"diffusion_steps": 1}),
-    ("discrete_diffusion", {"diffusion_steps": 4}),
-    ("flow", {"flow_steps": 4}),
-    ("l1", {}),
-    ("ar", {}),
-]
-
-
-def _predict(policy, observations, rows: int = 3) -> np.ndarray:
-    images, instructions, proprio = observations
-    generator = torch.Generator().manual_seed(0)
-    return policy.predict_action_batch(
-        images[:rows], instructions[:rows], proprio[:rows], generator=generator
-    )
 
 
 def test_step_runner_replays_the_captured_function() -> None:
@@ -46,30 +31,30 @@ def test_step_runner_replays_the_captured_function() -> None:
     assert len(runner.graphs) == 2
 
 
-@pytest.mark.parametrize(("objective", "settings"), CASES, ids=[f"{o}-{s}" for o, s in CASES])
+@pytest.mark.parametrize(("objective", "settings"), DECODING_CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("cache", ["none", "prefix"])
 def test_cuda_graphs_give_the_eager_engines_actions(
     make_model, observations, objective, settings, cache
 ) -> None:
     model = make_model(objective, **settings).cuda()
-    eager = _predict(
+    eager = predict_rows(
         ActionEngine(model, EngineConfig.for_device("cuda", cuda_graphs=False, cache=cache)), observations
     )
     graphs = ActionEngine(model, EngineConfig.for_device("cuda", cache=cache))
-    first = _predict(graphs, observations)
-    again = _predict(graphs, observations)  # replay of the captured graphs
+    first = predict_rows(graphs, observations)
+    again = predict_rows(graphs, observations)  # replay of the captured graphs
     np.testing.assert_array_equal(first, again)
     np.testing.assert_allclose(first, eager, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("objective", "settings"), CASES[:3], ids=[f"{o}-{s}" for o, s in CASES[:3]])
+@pytest.mark.parametrize(("objective", "settings"), DECODING_CASES[:3], ids=CASE_IDS[:3])
 def test_compiled_engine_tracks_the_eager_engine(make_model, observations, objective, settings) -> None:
     model = make_model(objective, **settings).cuda()
     # dtype=None keeps the model's float32 (module docstring)
-    eager = _predict(
+    eager = predict_rows(
         ActionEngine(model, EngineConfig.for_device("cuda", cuda_graphs=False, dtype=None)), observations
     )
-    compiled = _predict(
+    compiled = predict_rows(
         ActionEngine(model, EngineConfig.for_device("cuda", compile=True, dtype=None)), observations
     )
     if objective == "flow":
@@ -78,27 +63,27 @@ def test_compiled_engine_tracks_the_eager_engine(make_model, observations, objec
         assert (compiled == eager).mean() > 0.95
 
 
-@pytest.mark.parametrize(("objective", "settings"), CASES, ids=[f"{o}-{s}" for o, s in CASES])
+@pytest.mark.parametrize(("objective", "settings"), DECODING_CASES, ids=CASE_IDS)
 def test_float32_gpu_engine_tracks_the_cpu_float32_model(
     make_model, observations, objective, settings
 ) -> None:
     model = make_model(objective, **settings)
-    reference = _predict(model, observations)
-    got = _predict(ActionEngine(model.cuda(), EngineConfig.for_device("cuda", dtype=None)), observations)
+    reference = predict_rows(model, observations)
+    got = predict_rows(ActionEngine(model.cuda(), EngineConfig.for_device("cuda", dtype=None)), observations)
     if objective in ("flow", "l1"):
         np.testing.assert_allclose(got, reference, rtol=1e-3, atol=1e-3)
     else:
         assert (got == reference).mean() > 0.95
 
 
-ONE_STEP = [case for case in CASES if case[0] == "l1" or case[1].get("diffusion_steps") == 1]
+ONE_STEP = [case for case in DECODING_CASES if case[0] == "l1" or case[1].get("diffusion_steps") == 1]
 
 
 @pytest.mark.parametrize(("objective", "settings"), ONE_STEP, ids=[f"{o}-{s}" for o, s in ONE_STEP])
 def test_bf16_gpu_engine_tracks_the_cpu_float32_model(make_model, observations, objective, settings) -> None:
     model = make_model(objective, **settings)
-    reference = _predict(model, observations)
-    got = _predict(ActionEngine(model.cuda()), observations)  # GPU defaults: bf16, buckets, CUDA graphs
+    reference = predict_rows(model, observations)
+    got = predict_rows(ActionEngine(model.cuda()), observations)  # GPU defaults: bf16, buckets, CUDA graphs
     if objective == "l1":
         assert np.abs(got - reference).mean() < 0.05 * np.abs(reference).mean() + 0.01
     else:

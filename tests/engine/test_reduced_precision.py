@@ -16,29 +16,16 @@ import copy
 import numpy as np
 import pytest
 import torch
+from engine_helpers import CASE_IDS, DECODING_CASES, predict_rows
 
 from dreamvlx.engine import ActionEngine, EngineConfig
 
-CASES = [
-    ("discrete_diffusion", {"diffusion_steps": 1}),
-    ("discrete_diffusion", {"diffusion_steps": 4}),
-    ("flow", {"flow_steps": 4}),
-    ("l1", {}),
-    ("ar", {}),
-]
 
-
-def _predict(policy, observations, rows: int = 3) -> np.ndarray:
-    images, instructions, proprio = observations
-    generator = torch.Generator().manual_seed(0)
-    return policy.predict_action_batch(
-        images[:rows], instructions[:rows], proprio[:rows], generator=generator
-    )
-
-
-@pytest.mark.parametrize(("objective", "settings"), CASES, ids=[f"{o}-{s}" for o, s in CASES])
+@pytest.mark.parametrize(("objective", "settings"), DECODING_CASES, ids=CASE_IDS)
 def test_bf16_engine_equals_the_bf16_model(make_model, observations, objective, settings) -> None:
     model = make_model(objective, **settings)
-    reference = _predict(copy.deepcopy(model).to(torch.bfloat16), observations)
-    got = _predict(ActionEngine(model, EngineConfig.for_device("cpu", dtype=torch.bfloat16)), observations)
+    reference = predict_rows(copy.deepcopy(model).to(torch.bfloat16), observations)
+    got = predict_rows(
+        ActionEngine(model, EngineConfig.for_device("cpu", dtype=torch.bfloat16)), observations
+    )
     np.testing.assert_array_equal(got, reference)
