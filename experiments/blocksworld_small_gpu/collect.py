@@ -6,7 +6,8 @@ Each ``RUNS_DIR`` is a ``runs/`` folder from the GPU machine (later folders add 
 earlier one lacks). For every run it copies the training record (``train_config.json``,
 ``metrics.jsonl``, ``loss.png``, ``evaluated_checkpoint.txt``) and merges the per-split evaluations
 (``eval-<mode>-<split>/``) into one ``<mode>-summary.json`` (+ ``.png`` and ``-table.txt``), scored
-from the episode records with ViPlan's metrics; then it draws ``comparison.png`` over all runs.
+from the episode records with ViPlan's metrics (``runner.score_records``); then it draws
+``comparison.png`` over all runs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dreamvlx.evals.viplan.metrics import grounding_metrics, planning_metrics
 from dreamvlx.evals.viplan.report import format_table, plot_comparison, plot_summary
+from dreamvlx.evals.viplan.runner import score_records
 
 HERE = Path(__file__).resolve().parent
 RUNS = ("small-diffusion", "small-ar", "tiny-diffusion")
@@ -31,7 +32,6 @@ def merged_summary(split_dirs: dict[str, Path]) -> dict[str, Any]:
     """One summary (the layout of ``runner.summarize``) from evaluations run one split at a time."""
     parts = {split: json.loads((folder / "summary.json").read_text()) for split, folder in split_dirs.items()}
     mode = next(iter(parts.values()))["mode"]
-    score = grounding_metrics if mode == "grounding" else planning_metrics
     records = {
         split: [json.loads(p.read_text()) for p in sorted((folder / "episodes" / split).glob("*.json"))]
         for split, folder in split_dirs.items()
@@ -43,8 +43,7 @@ def merged_summary(split_dirs: dict[str, Path]) -> dict[str, Any]:
         "mode": mode,
         "config": next(iter(parts.values()))["config"],
         "max_steps": {split: part["max_steps"][split] for split, part in parts.items()},
-        "splits": {split: score(rs) for split, rs in records.items()},
-        "all": score([r for rs in records.values() for r in rs]),
+        **score_records(records, mode),
         "evaluated_splits": list(parts),
     }
 

@@ -29,10 +29,9 @@ from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_v
 
 
 def _explanation(reply: str) -> str | None:
-    try:
-        return json.loads(reply[reply.find("{") : reply.rfind("}") + 1]).get("explanation")
-    except (json.JSONDecodeError, AttributeError):
-        return None
+    decoded = parse_plan_reply(reply).plan  # the decoded JSON (None when it does not decode)
+    explanation = decoded.get("explanation") if isinstance(decoded, dict) else None
+    return explanation if isinstance(explanation, str) else None
 
 
 def _columns(explanation: str) -> list[str]:

@@ -64,8 +64,6 @@ def batch_stream(
 
     ``collate(samples, indices)`` builds a batch from ``dataset[i]`` for the sampler's ``indices``.
     """
-    if num_workers < 0:
-        raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
     reader = _BatchReader(dataset, collate)
     keys = _BatchKeys(sampler, sampler.position)
     if num_workers == 0:

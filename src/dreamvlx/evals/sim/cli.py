@@ -155,14 +155,13 @@ def metaworld_cameras(cameras_arg: str | None, policy_spec: str) -> tuple[str, .
     config_path = os.path.join(policy_spec.removeprefix("checkpoint:"), "config.json")
     if not policy_spec.startswith("checkpoint:") or not os.path.isfile(config_path):
         return METAWORLD_CAMERAS
-    from dreamvlx.actions.platforms import get_platform
-    from dreamvlx.modeling.dream_vla import VLA_SETTINGS_KEY
+    from dreamvlx.modeling.dream_vla import DreamVLAConfig
 
     with open(config_path) as handle:
-        settings = json.load(handle).get(VLA_SETTINGS_KEY)
-    if not settings:
+        settings = DreamVLAConfig.from_dict(json.load(handle)).vla_settings
+    if settings is None:
         return METAWORLD_CAMERAS  # an official checkpoint without settings: the loader asks for them anyway
-    return METAWORLD_CAMERAS[: get_platform(settings["platform"]).num_images]
+    return METAWORLD_CAMERAS[: settings.robot.num_images]
 
 
 def _libero_suite_tasks(suites: list[str], tasks_arg: str | None, episodes: range) -> list[tuple[str, str]]:

@@ -135,17 +135,22 @@ def evaluate(
     return out
 
 
+def score_records(records: Mapping[str, Sequence[dict[str, Any]]], mode: str) -> dict[str, Any]:
+    """ViPlan's metrics of ``mode`` from episode records: ``{"splits": {split: metrics}, "all": metrics}``."""
+    score = grounding_metrics if mode == "grounding" else planning_metrics
+    return {
+        "splits": {split: score(rs) for split, rs in records.items()},
+        "all": score([r for rs in records.values() for r in rs]),
+    }
+
+
 def summarize(records: Mapping[str, Sequence[dict[str, Any]]], config: RunConfig) -> dict[str, Any]:
     """ViPlan metrics per split and over all episodes, with the run settings."""
-    score = grounding_metrics if config.mode == "grounding" else planning_metrics
-    per_split = {split: score(rs) for split, rs in records.items()}
-    everything = [r for rs in records.values() for r in rs]
     return {
         "mode": config.mode,
         "config": asdict(config),
         "max_steps": {split: step_budget(config, split) for split in records},
-        "splits": per_split,
-        "all": score(everything),
+        **score_records(records, config.mode),
     }
 
 
