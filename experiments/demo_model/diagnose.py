@@ -9,7 +9,7 @@ not used for training), for each sample:
 2. the same with the true explanation given as the start of the reply (teacher-forced scene): is the move legal
    and optimal when the scene is read right.
 
-Usage: ``python experiments/demo_model/diagnose.py MODEL DATA_DIR [--samples N] [--out FILE.json]``.
+Usage: ``python experiments/demo_model/diagnose.py MODEL DATA_DIR [--samples N] [--max-new-tokens N] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--samples", type=int, default=120)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="canvas (80 for the slots style)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -92,7 +93,9 @@ def main() -> None:
         inputs = build_prompt_batch(processor, [[image]], [messages])
         free = reply_text(
             processor.tokenizer,
-            generate_tokens(model, inputs, max_new_tokens=64, steps=args.steps, alg="entropy")
+            generate_tokens(
+                model, inputs, max_new_tokens=args.max_new_tokens, steps=args.steps, alg="entropy"
+            )
             .tokens[0]
             .tolist(),
         )

@@ -17,16 +17,29 @@ The demo model's data format (:func:`demo_episode_config`), chosen for a small m
   and the model also answers ViPlan's grounding mode;
 - planning answers hold only the next optimal action (``plan_horizon=1``): ViPlan executes ``plan[0]`` of
   every reply and asks again, so one-action JSON plans are complete, valid replies with a short canvas;
-- the compact prompt style (``dreamvlx.envs.blocksworld.prompts``): goal, previous actions and image
-  without ViPlan's ~800 tokens of fixed instructions, which a model that never learned language cannot
-  use; the goal is the configuration it fixes, in the notation of the scene (``Goal: c1: g b | c2: - | ...``),
-  so sequences are ~5x shorter and the model compares two lines written alike;
+- a short prompt style (``dreamvlx.envs.blocksworld.prompts``): previous actions, goal and image without
+  ViPlan's ~800 tokens of fixed instructions, which a model that never learned language cannot use; the goal
+  is the configuration it fixes, in the notation of the scene (``Goal: c1: g b | c2: - | ...``), so
+  sequences are ~5x shorter and the model compares two lines written alike. ``compact`` writes each column
+  as long as its stack (the shipped model's format, ``DEMO_PROMPT_STYLE``); ``slots`` gives every column one
+  place per block of the problem (``c1: g b - | c2: - - - | ...``), so every (column, level) has the same
+  position in every reply of a split;
 - CoT answers: ``{"explanation": "c1: r g | c2: - | ...", "plan": [...]}``. The scene comes first, as in
   ViPlan's CoT protocol, so every sample supervises reading the image, and the diffusion sampler can
-  commit the scene tokens before the move that depends on them.
+  commit the scene tokens before the move that depends on them;
+- moves from optimal plans that put a block in its final place whenever that is optimal
+  (``datagen.constructive_first_plan``), so that a label is a rule the image and goal show, not a search's
+  tie-break.
+
+Why fixed places (measured in ``experiments/demo_model/README.md``): in masked-diffusion training most of
+the reply is masked, so with free-length columns a masked letter's column and level depend on other masked
+tokens, and the compact-style models read stack heights but not colours (teacher-forced colour accuracy at
+chance while a linear probe reads the colour off their image features 98% of the time); with fixed places
+the same position always means the same spot of the image.
 
 Environment, problems, step limits, parser and success criterion are ViPlan's; the summary records the
-prompt style. ``--model`` checkpoints must have been trained on the same format.
+prompt style. ``--model`` checkpoints must have been trained on the same format
+(``--prompt-style``).
 """
 
 from __future__ import annotations
@@ -45,6 +58,8 @@ if TYPE_CHECKING:
 
 DEMO_MODEL = "demo_model"
 DEMO_PROMPT_STYLE = "compact"
+# diffusion canvas per prompt style: one-action CoT replies are 48-57 tokens (compact), 56-73 (slots)
+DEMO_CANVAS = {"compact": 64, "slots": 80}
 DEMO_COT = True
 DEMO_MODES = ("grounding", "planning")
 
@@ -53,14 +68,16 @@ def shipped_model_dir() -> Path:
     return Path(str(resources.files("dreamvlx") / "assets" / DEMO_MODEL))
 
 
-def demo_episode_config() -> EpisodeConfig:
+def demo_episode_config(prompt_style: str = DEMO_PROMPT_STYLE) -> EpisodeConfig:
     """The training-data format of the demo model (module docstring)."""
     from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
 
-    return EpisodeConfig(plan_horizon=1, prompt_style=DEMO_PROMPT_STYLE, cot=DEMO_COT, questions_per_image=1)
+    return EpisodeConfig(plan_horizon=1, prompt_style=prompt_style, cot=DEMO_COT, questions_per_image=1)
 
 
-def generate_data(out_dir: Path, samples: int, seed: int, workers: int) -> Path:
+def generate_data(
+    out_dir: Path, samples: int, seed: int, workers: int, prompt_style: str = DEMO_PROMPT_STYLE
+) -> Path:
     from dreamvlx.envs.blocksworld.datagen import write_dataset
 
     return write_dataset(
@@ -68,7 +85,7 @@ def generate_data(out_dir: Path, samples: int, seed: int, workers: int) -> Path:
         samples,
         seed,
         modes=DEMO_MODES,
-        config=demo_episode_config(),
+        config=demo_episode_config(prompt_style),
         workers=workers,
         progress=True,
     )
@@ -115,6 +132,7 @@ def write_report(
     backend: Any,
     per_split: int,
     summary: dict[str, Any],
+    prompt_style: str = DEMO_PROMPT_STYLE,
 ) -> None:
     """HTML report: success table, then episodes with image, goal, replies and denoising history."""
     from dreamvlx.envs.blocksworld.problems import load_split
@@ -139,13 +157,13 @@ def write_report(
         for record in split_records[:per_split]:
             problem = problems[record["problem"]]
             image = render_state(problem.initial_state)
-            first_prompt = planning_prompt(problem, [], DEMO_COT, DEMO_PROMPT_STYLE)
+            first_prompt = planning_prompt(problem, [], DEMO_COT, prompt_style)
             _, tokens, steps = backend.generate_with_history(image, first_prompt)
             outcome = "solved" if record["goal_reached"] else "not solved"
             parts.append(f"<h2>{split} / {html.escape(problem.name)}: {outcome}</h2>")
             parts.append(f"<img src='{_png_data_uri(image)}' width='300'>")
             goal_text = goal_string(problem.blocks, problem.goal).strip()
-            model_view = first_prompt[0]["content"]  # the compact system turn: goal layout and history
+            model_view = first_prompt[0]["content"]  # the system turn: history and goal layout
             parts.append(f"<p><b>Goal</b><br><pre>{html.escape(goal_text)}</pre></p>")
             parts.append(
                 f"<p><b>What the model reads</b> (then the image)<br><pre>{html.escape(model_view)}</pre></p>"
@@ -184,14 +202,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--max-new-tokens",
         type=int,
-        default=64,
-        help="diffusion canvas (a one-action CoT JSON plan is 48-57 tokens)",
+        default=None,
+        help=f"diffusion canvas (default per prompt style: {DEMO_CANVAS})",
     )
     parser.add_argument(
         "--steps",
         type=int,
         default=8,
-        help="diffusion steps per reply (8 tokens per step)",
+        help="diffusion steps per reply",
+    )
+    parser.add_argument(
+        "--prompt-style",
+        choices=("compact", "slots"),
+        default=DEMO_PROMPT_STYLE,
+        help="the data format the model was trained on (module docstring)",
     )
     parser.add_argument(
         "train_overrides", nargs=argparse.REMAINDER, help="with --train: --section.key value ..."
@@ -207,7 +231,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"[1/4] generating {args.samples} BlocksWorld samples -> {out / 'data'}", flush=True)
-    index = generate_data(out / "data", args.samples, args.seed, args.workers)
+    index = generate_data(out / "data", args.samples, args.seed, args.workers, args.prompt_style)
 
     if args.model:
         model_dir = Path(args.model)
@@ -221,13 +245,14 @@ def main(argv: list[str]) -> int:
     print(f"[2/4] model: {model_dir}", flush=True)
 
     print("[3/4] ViPlan planning mode on the benchmark problems", flush=True)
-    generation = GenerationConfig(max_new_tokens=args.max_new_tokens, steps=args.steps)
+    canvas = args.max_new_tokens if args.max_new_tokens is not None else DEMO_CANVAS[args.prompt_style]
+    generation = GenerationConfig(max_new_tokens=canvas, steps=args.steps)
     config = RunConfig(
         mode="planning",
         backend=BackendSpec(model=str(model_dir), generation=generation),
         seed=args.seed,
         cot=DEMO_COT,
-        prompt_style=DEMO_PROMPT_STYLE,
+        prompt_style=args.prompt_style,
     )
     if args.split not in (*SPLITS, "all"):
         raise ValueError(f"unknown split {args.split!r}; choose from {', '.join(SPLITS)} or all")
@@ -239,7 +264,7 @@ def main(argv: list[str]) -> int:
 
     print(f"[4/4] report -> {out / 'report.html'}", flush=True)
     backend = DreamVLBackend(str(model_dir), generation)
-    write_report(out / "report.html", records, backend, args.report_episodes, summary)
+    write_report(out / "report.html", records, backend, args.report_episodes, summary, args.prompt_style)
     plot_summary(summary, out / "summary.png")
     print(
         f"done in {time.perf_counter() - started:.0f} s: {out / 'report.html'}, {out / 'eval' / 'summary.json'}"

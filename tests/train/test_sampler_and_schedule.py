@@ -58,3 +58,35 @@ def test_cosine_schedule_with_warmup() -> None:
     assert lr_factor(10, cfg) == pytest.approx(1.0)
     assert lr_factor(55, cfg) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr_factor(100, cfg) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_parameter_groups_give_vision_tower_and_projector_their_own_rates() -> None:
+    from torch import nn
+
+    from dreamvlx.train.optim import build_optimizer
+
+    model = nn.ModuleDict(
+        {
+            "visual": nn.Linear(2, 2),
+            "projector": nn.Linear(2, 2),
+            "model": nn.Linear(2, 2),
+            "lm_head": nn.Linear(2, 2),
+        }
+    )
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def groups(**rates) -> dict[str, tuple[float, list[str]]]:
+        optimizer = build_optimizer(model, OptimSection(lr=1e-3, **rates))
+        return {
+            g["name"]: (g["lr"], sorted(names[id(p)] for p in g["params"])) for g in optimizer.param_groups
+        }
+
+    everything = sorted(names.values())
+    assert groups() == {"base": (1e-3, everything)}
+    split = groups(vision_lr=1e-4, projector_lr=2e-4)
+    assert split["vision"] == (1e-4, ["visual.bias", "visual.weight"])
+    assert split["projector"] == (2e-4, ["projector.bias", "projector.weight"])
+    assert split["base"] == (1e-3, ["lm_head.bias", "lm_head.weight", "model.bias", "model.weight"])
+    model["model"].requires_grad_(False)
+    model["lm_head"].requires_grad_(False)
+    assert set(groups(projector_lr=2e-4)) == {"base", "projector"}  # the vision tower takes the base rate

@@ -57,6 +57,8 @@ def test_unknown_preset_lists_known_ones() -> None:
 def test_parse_config_validates(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"data\.train_json"):
         parse_config(["--preset", "blocksworld-tiny", "--data.train_json", ""])
+    with pytest.raises(ValueError, match=r"optim\.projector_lr must be positive, got -0\.001"):
+        parse_config(["--preset", "blocksworld-tiny", "--optim.projector_lr", "-1e-3"])
     cfg = parse_config(["--preset", "dream-vl-7b-stage2a", "--data.train_json", str(tmp_path / "x.json")])
     assert cfg.freeze.recipe == "stage2" and cfg.optim.vision_lr == pytest.approx(2e-6)
     assert set(PRESETS) >= {

@@ -283,6 +283,16 @@ def test_oracle_in_the_compact_prompt_style_with_cot() -> None:
     assert query["reply"].startswith("<explanation>\nc1: ")
 
 
+def test_oracle_in_the_slots_prompt_style_with_cot() -> None:
+    config = RunConfig(mode="planning", backend=BackendSpec("oracle"), cot=True, prompt_style="slots")
+    records = evaluate({"hard": load_split("hard")[:3]}, config, progress=False)
+    assert summarize(records, config)["all"]["task_completion_rate"] == 1.0
+    step = records["hard"][0]["steps"][1]
+    assert step["prompt"].startswith("Previous actions: moveblock(") and "\nGoal: c1: " in step["prompt"]
+    explanation = json.loads(step["reply"])["explanation"]
+    assert all(len(column.split(":")[1].split()) == 6 for column in explanation.split("|"))  # 6 blocks
+
+
 def test_comparison_plot_of_runs_in_both_modes(tmp_path: Path) -> None:
     from dreamvlx.evals.viplan.report import plot_comparison
 

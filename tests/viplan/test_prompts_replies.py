@@ -15,6 +15,7 @@ from dreamvlx.envs.blocksworld import (
     grounding_prompt,
     grounding_questions,
     history_record,
+    layout_text,
     load_split,
     parse_plan_reply,
     parse_yes_no,
@@ -224,6 +225,29 @@ def test_state_explanations_in_both_styles() -> None:
     assert parse_plan_reply(reply).block == "g"
     with pytest.raises(ValueError, match="prompt style"):
         state_explanation(state, "verbose")
+
+
+def test_slots_style_gives_every_column_place_a_fixed_position() -> None:
+    problem = load_split("simple")[0]  # 3 blocks: 3 places per column
+    history = [history_record(MoveBlock("y", "c2"), "moveblock", True, "success")]
+    system, user = planning_prompt(problem, history, style="slots")
+    assert user == {"role": "user", "content": [{"type": "image"}]}
+    assert system["content"] == (  # the goal last, at a fixed distance from the answer
+        "Previous actions: moveblock(y, c2): success\nGoal: c1: r - - | c2: - - - | c3: y - - | c4: p - -"
+    )
+    state = BlocksWorldState.from_columns([("c1", ["r", "g"]), ("c2", []), ("c3", ["b"])])
+    assert state_explanation(state, "slots") == "c1: r g - | c2: - - - | c3: b - -"
+    assert layout_text([("c1", ["r", "g", "b"])], slots=3) == "c1: r g b"
+    with pytest.raises(ValueError, match="taller than 2 slots"):
+        layout_text([("c1", ["r", "g", "b"])], slots=2)
+    question = question_text("on", ("r", "g"))
+    assert grounding_prompt(question, style="slots") == grounding_prompt(question, style="compact")
+    for split in ("simple", "medium", "hard"):  # one length per split, whatever the stacks
+        problems = load_split(split)
+        lengths = {len(goal_text(p.blocks, p.columns, p.goal, "slots").split()) for p in problems} | {
+            len(state_explanation(p.initial_state, "slots").split()) for p in problems
+        }
+        assert len(lengths) == 1
 
 
 def test_the_compact_goal_is_the_configuration_the_goal_fixes() -> None:

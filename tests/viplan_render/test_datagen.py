@@ -15,7 +15,10 @@ from dreamvlx.envs.blocksworld.datagen import (
     EpisodeConfig,
     benchmark_keys,
     canonical_key,
+    constructive_first_plan,
+    constructive_moves,
     generate_samples,
+    goal_facts,
     main,
     read_dataset,
     sample_problem,
@@ -171,6 +174,20 @@ def test_compact_cot_samples_explain_the_shown_state():
         next(generate_samples(1, seed=0, config=EpisodeConfig(prompt_style="terse")))
 
 
+def test_slots_cot_samples_write_goal_and_scene_in_fixed_places():
+    config = EpisodeConfig(plan_horizon=1, prompt_style="slots", cot=True, questions_per_image=1)
+    for sample, _ in generate_samples(30, seed=5, modes=["planning"], config=config):
+        meta = sample["meta"]
+        state = _state(meta)
+        slots = len(meta["blocks"])
+        goal = layout_text(goal_layout(state.column_names, [tuple(f) for f in meta["goal"]]), slots)
+        assert sample["system"].startswith("Previous actions: ")
+        assert sample["system"].endswith(f"\nGoal: {goal}")
+        reply = json.loads(sample["conversations"][1]["value"])
+        assert reply["explanation"] == layout_text(state.columns(), slots)
+        assert all(len(column.split(":")[1].split()) == slots for column in reply["explanation"].split("|"))
+
+
 def test_same_seed_same_files_for_any_worker_count(tmp_path: Path):
     def files(folder: Path) -> dict[str, bytes]:
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -230,3 +247,26 @@ def test_generation_throughput():
     count = sum(1 for _ in generate_samples(300, seed=2, splits=["simple", "medium"]))
     rate = count / (time.perf_counter() - start)
     assert count == 300 and rate > 40, f"{rate:.0f} samples/s"  # loose bound; ~250/s on one idle core
+
+
+def test_constructive_first_plans_are_optimal_and_build_when_they_can():
+    state = BlocksWorldState.from_columns([("c1", ["r", "g"]), ("c2", ["b"]), ("c3", [])])
+    goal = goal_facts(BlocksWorldState.from_columns([("c1", ["r"]), ("c2", ["b", "g"]), ("c3", [])]))
+    assert constructive_moves(state, goal) == [MoveBlock("g", "c2")]
+    assert constructive_first_plan(state, goal) == [MoveBlock("g", "c2")]
+    blocked = BlocksWorldState.from_columns([("c1", ["g", "r"]), ("c2", ["b"]), ("c3", [])])
+    assert constructive_moves(blocked, goal) == []  # r is on g, not yet anywhere final
+    rng = np.random.default_rng(0)
+    for split in SPLITS:
+        for _ in range(15):
+            problem = sample_problem(rng, SPLIT_SPECS[split])
+            state, plan = problem.initial_state, list(problem.plan)
+            assert validate_plan(state, problem.goal, plan).valid
+            assert len(plan) == len(find_plan(state, problem.goal))
+            for move in plan:
+                options = constructive_moves(state, problem.goal)
+                if options and move not in options:  # a constructive move was skipped: none was optimal
+                    for option in options:
+                        after, _ = state.step(option)
+                        assert len(find_plan(after, problem.goal)) >= len(find_plan(state, problem.goal))
+                state, _ = state.step(move)

@@ -69,6 +69,7 @@ class ObjectiveSection:
 class OptimSection:
     lr: float = 1e-3
     vision_lr: float | None = None  # separate learning rate for the vision tower (official: 2e-6 at 7B)
+    projector_lr: float | None = None  # separate learning rate for the projector (LLaVA's mm_projector_lr)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
@@ -129,6 +130,10 @@ class TrainConfig:
         """Reject inconsistent settings early, naming the keys involved."""
         if self.optim.batch_size < 1 or self.optim.grad_accum < 1 or self.optim.max_steps < 1:
             raise ValueError("optim.batch_size, optim.grad_accum and optim.max_steps must be >= 1")
+        for key in ("lr", "vision_lr", "projector_lr"):
+            rate = getattr(self.optim, key)
+            if rate is not None and not rate > 0:
+                raise ValueError(f"optim.{key} must be positive, got {rate}")
         if not 0.0 <= self.optim.warmup_ratio < 1.0:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.optim.warmup_ratio}")
         if self.data.num_workers < 0:

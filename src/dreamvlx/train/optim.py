@@ -1,7 +1,9 @@
 """Optimizer and learning-rate schedule.
 
-AdamW with two parameter groups as in the official recipes: parameters of the vision tower
-(``visual.*``) use ``optim.vision_lr`` when it is set, everything else ``optim.lr``. The schedule is
+AdamW with parameter groups as in the official (LLaVA-lineage) recipes: parameters of the vision tower
+(``visual.*``) use ``optim.vision_lr`` when it is set, those of the projector (``projector.*``)
+``optim.projector_lr`` when it is set (LLaVA's ``mm_projector_lr``; the Dream-VL recipes leave it unset),
+everything else ``optim.lr``. The schedule is
 linear warm-up over ``warmup_ratio * max_steps`` optimizer steps, then cosine decay to
 ``min_lr_ratio * lr`` (HF ``get_cosine_schedule_with_warmup`` semantics).
 """
@@ -17,18 +19,22 @@ from dreamvlx.train.config import OptimSection
 
 
 def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; vision-tower parameters get their own learning rate."""
-    vision, rest = [], []
+    """AdamW over the trainable parameters; vision-tower and projector parameters get their own learning
+    rates when set (module docstring)."""
+    own_rates = {"vision": cfg.vision_lr, "projector": cfg.projector_lr}
+    members: dict[str, list[nn.Parameter]] = {"base": [], "vision": [], "projector": []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_vision = ".visual." in f".{name}" or name.startswith("visual.")
-        (vision if is_vision and cfg.vision_lr is not None else rest).append(param)
-    if not vision and not rest:
+        dotted = f".{name}"
+        part = "vision" if ".visual." in dotted else "projector" if ".projector." in dotted else "base"
+        members[part if own_rates.get(part) is not None else "base"].append(param)
+    if not any(members.values()):
         raise ValueError("no trainable parameters: check the freeze recipe")
-    groups = [{"params": rest, "lr": cfg.lr, "name": "base"}]
-    if vision:
-        groups.append({"params": vision, "lr": cfg.vision_lr, "name": "vision"})
+    rates = {"base": cfg.lr, **own_rates}
+    groups = [
+        {"params": params, "lr": rates[part], "name": part} for part, params in members.items() if params
+    ]
     return torch.optim.AdamW(groups, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
 
 

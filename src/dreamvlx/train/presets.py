@@ -2,7 +2,7 @@
 
 - ``blocksworld-tiny``: a small Dream-VL trained from scratch on CPU on generated ViPlan BlocksWorld
   data (the model of ``dreamvlx demo``; data: ``dreamvlx data viplan --out data/blocksworld --samples
-  80000 --modes grounding,planning --questions-per-image 1 --plan-horizon 1 --prompt-style compact --cot``,
+  64000 --modes grounding,planning --questions-per-image 1 --plan-horizon 1 --prompt-style slots --cot``,
   the format ``dreamvlx.demo`` documents). Images are downscaled by ``max_pixels`` to 112x168 (96 patches, 24 LLM
   tokens): the cubes stay well resolved and the sequence stays short.
 - ``blocksworld-small``: the same task on one GPU with a larger model (bf16 autocast).

@@ -47,9 +47,19 @@ thing before the answer: the answer then sits at the same distance from every im
 sample (a variable-length goal between them would shift it), which is what lets a model trained from
 scratch learn, through the rotary positions, which image tokens show which column; with the image at the
 front of the user turn (where LLaVA rendering puts it) a 2.4 M-parameter model had not started to read
-the image after 2,000 steps (``experiments/demo_model/README.md``). The environment, problems, step limits, reply format,
-parser and success criterion are ViPlan's in both styles; only the prompt text differs, so numbers from
-the two styles are labelled with their style in every summary.
+the image after 2,000 steps (``experiments/demo_model/README.md``).
+
+``"slots"`` is the compact style with every column written as exactly as many places as the problem has
+blocks (``Goal: c1: g b - | c2: - - - | c3: o - -``; the CoT scene alike) and the goal line after the
+history line. In masked-diffusion training most of a reply is masked, and with free-length columns the
+column and level a masked letter stands for depend on other masked tokens; with fixed places every
+(column, level) sits at the same position in every reply of a split, at a fixed distance from the image
+and from the same place of the goal. Models trained on ``"compact"`` read stack heights but not colours;
+on ``"slots"`` they learned colours too (measured in ``experiments/demo_model/README.md``).
+
+The environment, problems, step limits, reply format, parser and success criterion are ViPlan's in every
+style; only the prompt text differs, so numbers from different styles are labelled with their style in
+every summary.
 
 Replies the evaluator parses, and the oracle/training format: see ``dreamvlx.envs.blocksworld.replies``.
 """
@@ -168,8 +178,9 @@ def grounding_questions(state: _HasObjects) -> list[Question]:
     ]
 
 
-PROMPT_STYLES: tuple[str, ...] = ("viplan", "compact")
-"""``"viplan"``: ViPlan's prompt files; ``"compact"``: only the per-query content (module docstring)."""
+PROMPT_STYLES: tuple[str, ...] = ("viplan", "compact", "slots")
+"""``"viplan"``: ViPlan's prompt files; ``"compact"``: only the per-query content; ``"slots"``: the compact
+style with a fixed number of places per column (module docstring)."""
 
 
 def check_prompt_style(style: str) -> str:
@@ -179,13 +190,18 @@ def check_prompt_style(style: str) -> str:
     return style
 
 
+def is_compact(style: str) -> bool:
+    """Whether ``style`` is one of the per-query-content styles (``"compact"``, ``"slots"``)."""
+    return check_prompt_style(style) != "viplan"
+
+
 def grounding_prompt(
     question: str, cot: bool = False, exact_viplan: bool = True, style: str = "viplan"
 ) -> Messages:
     """Messages asking one yes/no question about the image (ViPlan's prompt, question appended; the
     compact style sends only the question, in the system turn, and the image, ``cot`` and ``exact_viplan``
     do not apply)."""
-    if check_prompt_style(style) == "compact":
+    if is_compact(style):
         return [{"role": "system", "content": question}, {"role": "user", "content": [{"type": "image"}]}]
     return prompt_messages(prompt_template("grounding", cot) + "\n" + question, exact_viplan)
 
@@ -211,10 +227,28 @@ def goal_string(blocks: Sequence[str], goal: Sequence[Fact]) -> str:
     return "".join(lines)
 
 
-def layout_text(columns: Sequence[tuple[str, Sequence[str]]]) -> str:
+def layout_text(columns: Sequence[tuple[str, Sequence[str]]], slots: int | None = None) -> str:
     """Stacks in the compact notation, ``c1: r g | c2: - | c3: b`` (columns left to right, each bottom to
-    top, ``-`` for an empty one): the compact style's goal and CoT scene explanation."""
-    return " | ".join(f"{column}: {' '.join(stack) or '-'}" for column, stack in columns)
+    top, ``-`` for an empty one): the compact style's goal and CoT scene explanation.
+
+    ``slots``: write every column as exactly ``slots`` places, ``-`` for each empty one (``slots=3``:
+    ``c1: r g - | c2: - - - | c3: b - -``), the ``"slots"`` style; a stack taller than ``slots`` is a
+    ValueError."""
+    if slots is None:
+        return " | ".join(f"{column}: {' '.join(stack) or '-'}" for column, stack in columns)
+    if any(len(stack) > slots for _, stack in columns):
+        raise ValueError(f"a stack of {list(columns)} is taller than {slots} slots")
+    return " | ".join(
+        f"{column}: {' '.join([*stack, *['-'] * (slots - len(stack))])}" for column, stack in columns
+    )
+
+
+def style_layout_text(columns: Sequence[tuple[str, Sequence[str]]], n_blocks: int, style: str) -> str:
+    """``layout_text`` as a compact style writes it: free-length (``"compact"``) or with ``n_blocks`` slots
+    per column (``"slots"``, room for every block of the problem in one column)."""
+    if not is_compact(style):
+        raise ValueError(f"prompt style {style!r} has no layout notation (use 'compact' or 'slots')")
+    return layout_text(columns, n_blocks if style == "slots" else None)
 
 
 def goal_layout(columns: Sequence[str], goal: Sequence[Fact]) -> list[tuple[str, list[str]]]:
@@ -255,9 +289,10 @@ def goal_text(
     blocks: Sequence[str], columns: Sequence[str], goal: Sequence[Fact], style: str = "viplan"
 ) -> str:
     """The goal as a prompt states it: ``goal_string`` (``"viplan"``) or the goal's configuration in the
-    compact notation, ``c1: g b | c2: - | c3: o`` (``"compact"``, :func:`goal_layout` / :func:`layout_text`)."""
-    if check_prompt_style(style) == "compact":
-        return layout_text(goal_layout(columns, goal))
+    compact notation, ``c1: g b | c2: - | c3: o`` (``"compact"``/``"slots"``, :func:`goal_layout` /
+    :func:`style_layout_text`)."""
+    if is_compact(style):
+        return style_layout_text(goal_layout(columns, goal), len(blocks), style)
     return goal_string(blocks, goal)
 
 
@@ -284,13 +319,16 @@ def planning_prompt(
     ``style="compact"``: a system turn ``Goal: <goal_text>\nPrevious actions: <compact_history>`` (the goal's
     configuration in the compact notation), then a user turn
     holding only the image; ``cot`` then changes only the expected reply (an ``"explanation"`` field
-    first), not the prompt.
+    first), not the prompt. ``style="slots"``: the same turns with the two lines swapped
+    (``Previous actions: ...\nGoal: ...``), so that the goal, like the image, sits at a fixed distance from
+    the answer whatever the history's length.
     """
     text_of_goal = (
         goal_text(goal.blocks, goal.columns, goal.goal, style) if isinstance(goal, Problem) else goal
     )
-    if check_prompt_style(style) == "compact":
-        text = f"Goal: {text_of_goal}\nPrevious actions: {compact_history(history)}"
+    if is_compact(style):
+        lines = [f"Goal: {text_of_goal}", f"Previous actions: {compact_history(history)}"]
+        text = "\n".join(reversed(lines) if style == "slots" else lines)
         return [{"role": "system", "content": text}, {"role": "user", "content": [{"type": "image"}]}]
     text = prompt_template("planning", cot).replace("{goal_string}", text_of_goal)
     return prompt_messages(text.replace("{previous_actions}", json.dumps(list(history))))

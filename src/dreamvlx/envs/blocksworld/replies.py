@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dreamvlx.envs.blocksworld.prompts import check_prompt_style, layout_text
+from dreamvlx.envs.blocksworld.prompts import is_compact, style_layout_text
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, MoveBlock
 
 
@@ -148,9 +148,10 @@ def history_record(action: MoveBlock | None, written_name: Any, success: bool, i
 def state_explanation(state: BlocksWorldState, style: str = "viplan") -> str:
     """The CoT explanation the oracle (and CoT training data) writes: the columns left to right, each
     bottom to top. ``"viplan"``: ``From left to right, bottom to top: column "c1": red block, green block;
-    column "c2": empty; ...``; ``"compact"``: ``c1: r g | c2: - | ...`` (a few tokens per column)."""
-    if check_prompt_style(style) == "compact":
-        return layout_text(state.columns())
+    column "c2": empty; ...``; ``"compact"``: ``c1: r g | c2: - | ...`` (a few tokens per column);
+    ``"slots"``: ``c1: r g - | c2: - - - | ...`` (one place per block of the problem in every column)."""
+    if is_compact(style):
+        return style_layout_text(state.columns(), len(state.blocks), style)
     parts = []
     for column, stack in state.columns():
         blocks = ", ".join(f"{BLOCK_COLORS[b]} block" for b in stack) if stack else "empty"

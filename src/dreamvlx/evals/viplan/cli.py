@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-style",
         choices=PROMPT_STYLES,
         default="viplan",
-        help="'viplan': the prompt files; 'compact': only goal, history and image (small from-scratch models)",
+        help="'viplan': the prompt files; 'compact': only goal, history and image (small from-scratch models); "
+        "'slots': compact with a fixed number of places per column",
     )
     parser.add_argument(
         "--keep-question-mark",

@@ -26,7 +26,7 @@ from dreamvlx.envs.blocksworld.env import BlocksWorldEnv
 from dreamvlx.envs.blocksworld.facts import FactState
 from dreamvlx.envs.blocksworld.planner import PlanningLimitError, find_plan
 from dreamvlx.envs.blocksworld.problems import Problem
-from dreamvlx.envs.blocksworld.prompts import grounding_prompt, grounding_questions, question_text
+from dreamvlx.envs.blocksworld.prompts import grounding_prompt, grounding_questions, is_compact, question_text
 from dreamvlx.envs.blocksworld.replies import parse_yes_no
 from dreamvlx.envs.blocksworld.state import Fact, MoveBlock, effect_checks, precondition_checks
 from dreamvlx.evals.viplan.backends import EpisodeInfo, VLMBackend, episode_seed
@@ -64,7 +64,7 @@ class _Grounder:
             {
                 "predicate": fact[0],
                 "args": list(fact[1:]),
-                "prompt": prompt_record(messages, with_system=cfg.prompt_style == "compact"),
+                "prompt": prompt_record(messages, with_system=is_compact(cfg.prompt_style)),
                 "reply": reply,
                 "answer": parse_yes_no(reply),
                 "expected": expected,

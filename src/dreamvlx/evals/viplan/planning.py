@@ -14,7 +14,7 @@ from typing import Any
 
 from dreamvlx.envs.blocksworld.env import BlocksWorldEnv
 from dreamvlx.envs.blocksworld.problems import Problem
-from dreamvlx.envs.blocksworld.prompts import planning_prompt
+from dreamvlx.envs.blocksworld.prompts import is_compact, planning_prompt
 from dreamvlx.envs.blocksworld.replies import history_record, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, MoveBlock
 from dreamvlx.evals.viplan.backends import EpisodeInfo, VLMBackend, episode_seed
@@ -63,7 +63,7 @@ def run_planning_episode(
         reply = generate(backend, images(env.state), [messages], batch_size=1)[0]
         parsed = parse_plan_reply(reply)
         step: dict[str, Any] = {
-            "prompt": prompt_record(messages, with_system=config.prompt_style == "compact"),
+            "prompt": prompt_record(messages, with_system=is_compact(config.prompt_style)),
             "reply": reply,
             "status": parsed.status,
         }

@@ -40,8 +40,8 @@ class RunConfig:
         exact_viplan: keep ViPlan's grounding-prompt quirk (question without its final "?").
         enum_batch_size: grounding questions per backend call during enumeration.
         seed: run seed (episode seeds derive from it and the problem name).
-        prompt_style: ``"viplan"`` (the prompt files) or ``"compact"`` (per-query content only, for small
-            models trained from scratch; ``dreamvlx.envs.blocksworld.prompts``).
+        prompt_style: ``"viplan"`` (the prompt files), ``"compact"`` or ``"slots"`` (per-query content only,
+            for small models trained from scratch; ``dreamvlx.envs.blocksworld.prompts``).
     """
 
     mode: Mode
