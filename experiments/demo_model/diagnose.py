@@ -6,8 +6,11 @@ not used for training), for each sample:
 1. free generation (the demo's decoding settings): is the scene explanation exactly right, per column, in its
    stack heights alone (colours ignored); is the move legal, optimal (one step closer to the goal by the optimal
    planner), the sample's own move;
-2. the same with the true explanation given as the start of the reply (teacher-forced scene): is the move legal
+2. the same with the true scene given as the start of the reply (teacher-forced scene): is the move legal
    and optimal when the scene is read right.
+
+For data with goal standings (``--standing``: ``"c1: r - - | ... ; c1 needs g | c2 dig"``) the scene is the part
+before ``STANDING_SEPARATOR``, and the standing is scored too (free, and after the forced scene).
 
 Usage: ``python experiments/demo_model/diagnose.py MODEL DATA_DIR [--samples N] [--max-new-tokens N] [--out FILE.json]``.
 """
@@ -23,7 +26,7 @@ from PIL import Image
 
 from dreamvlx.envs.blocksworld.datagen import read_dataset
 from dreamvlx.envs.blocksworld.planner import find_plan
-from dreamvlx.envs.blocksworld.replies import parse_plan_reply
+from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
 from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
 
@@ -42,11 +45,20 @@ def _heights(explanation: str) -> list[int]:
     return [len(part.split(":", 1)[-1].replace("-", "").split()) for part in _columns(explanation)]
 
 
+def _scene_and_standing(explanation: str) -> tuple[str, str]:
+    scene, _, standing = explanation.partition(STANDING_SEPARATOR)
+    return scene, standing
+
+
 def _reply_prefix(tokenizer, answer: str) -> list[int]:
-    """The answer's own tokens up to the end of its explanation (``..., "plan": ``): tokenising that text on its
-    own would merge differently at the cut (`` [`` against `` [{"``) and show the model a sequence it never saw."""
+    """The answer's own tokens up to the end of its scene (``..., "plan": `` without standing, else up to the
+    standing): tokenising that text on its own would merge differently at the cut (`` [`` against `` [{"``)
+    and show the model a sequence it never saw."""
     ids = tokenizer.encode(answer)
-    cut = answer.index('"plan":') + len('"plan":')
+    if STANDING_SEPARATOR in answer:
+        cut = answer.index(STANDING_SEPARATOR)
+    else:
+        cut = answer.index('"plan":') + len('"plan":')
     keep = max(k for k in range(len(ids) + 1) if len(tokenizer.decode(ids[:k])) <= cut)
     return ids[:keep]
 
@@ -71,7 +83,9 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--samples", type=int, default=120)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="canvas (80 for the slots style)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=64, help="canvas (80 for the slots style, 120 with standings)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -99,11 +113,14 @@ def main() -> None:
             .tokens[0]
             .tolist(),
         )
-        said = _explanation(free) or ""
-        count("scene_exact", said == truth["explanation"])
-        count("heights_exact", said != "" and _heights(said) == _heights(truth["explanation"]))
-        columns = list(zip(_columns(said), _columns(truth["explanation"])))
-        count("columns_right", sum(a == b for a, b in columns) / len(_columns(truth["explanation"])))
+        said, said_standing = _scene_and_standing(_explanation(free) or "")
+        scene, standing = _scene_and_standing(truth["explanation"])
+        count("scene_exact", said == scene)
+        count("heights_exact", said != "" and _heights(said) == _heights(scene))
+        columns = list(zip(_columns(said), _columns(scene)))
+        count("columns_right", sum(a == b for a, b in columns) / len(_columns(scene)))
+        if standing:
+            count("standing_exact", said_standing == standing)
         for key, value in _move_quality(state, goal, free, optimal_length).items():
             count(f"free_{key}", value)
         prefix_ids = torch.tensor([_reply_prefix(processor.tokenizer, sample["conversations"][1]["value"])])
@@ -111,8 +128,13 @@ def main() -> None:
         forced_inputs = dict(inputs)
         forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix_ids], dim=1)
         forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
-        rest = generate_tokens(model, forced_inputs, max_new_tokens=40, steps=args.steps, alg="entropy")
+        rest_canvas = 64 if standing else 40
+        rest = generate_tokens(
+            model, forced_inputs, max_new_tokens=rest_canvas, steps=args.steps, alg="entropy"
+        )
         forced = prefix + reply_text(processor.tokenizer, rest.tokens[0].tolist())
+        if standing:
+            count("forced_standing_exact", _scene_and_standing(_explanation(forced) or "")[1] == standing)
         for key, value in _move_quality(state, goal, forced, optimal_length).items():
             count(f"forced_{key}", value)
     rates = {key: round(value / len(samples), 3) for key, value in tally.items()}

@@ -26,7 +26,9 @@ The demo model's data format (:func:`demo_episode_config`), chosen for a small m
   position in every reply of a split;
 - CoT answers: ``{"explanation": "c1: r g | c2: - | ...", "plan": [...]}``. The scene comes first, as in
   ViPlan's CoT protocol, so every sample supervises reading the image, and the diffusion sampler can
-  commit the scene tokens before the move that depends on them;
+  commit the scene tokens before the move that depends on them; with ``--standing`` (``DEMO_STANDING``) the
+  explanation goes on with each column's standing against the goal (``... ; c1 ok | c2 needs y | c3 dig``),
+  the step from scene and goal to the move written out (``replies.goal_standing``);
 - moves from optimal plans that put a block in its final place whenever that is optimal
   (``datagen.constructive_first_plan``), so that a label is a rule the image and goal show, not a search's
   tie-break.
@@ -39,7 +41,7 @@ the same position always means the same spot of the image.
 
 Environment, problems, step limits, parser and success criterion are ViPlan's; the summary records the
 prompt style. ``--model`` checkpoints must have been trained on the same format
-(``--prompt-style``).
+(``--prompt-style``, ``--standing``).
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ if TYPE_CHECKING:
 
 DEMO_MODEL = "demo_model"
 DEMO_PROMPT_STYLE = "compact"
-# diffusion canvas per prompt style: one-action CoT replies are 48-57 tokens (compact), 56-73 (slots)
-DEMO_CANVAS = {"compact": 64, "slots": 80}
+DEMO_STANDING = False
+# diffusion canvas per (prompt style, standing): one-action CoT replies are 48-57 tokens (compact), 56-73
+# (slots), 74-96 (compact with standing), 82-113 (slots with standing)
+DEMO_CANVAS = {("compact", False): 64, ("slots", False): 80, ("compact", True): 104, ("slots", True): 120}
 DEMO_COT = True
 DEMO_MODES = ("grounding", "planning")
 
@@ -68,15 +72,24 @@ def shipped_model_dir() -> Path:
     return Path(str(resources.files("dreamvlx") / "assets" / DEMO_MODEL))
 
 
-def demo_episode_config(prompt_style: str = DEMO_PROMPT_STYLE) -> EpisodeConfig:
+def demo_episode_config(
+    prompt_style: str = DEMO_PROMPT_STYLE, standing: bool = DEMO_STANDING
+) -> EpisodeConfig:
     """The training-data format of the demo model (module docstring)."""
     from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
 
-    return EpisodeConfig(plan_horizon=1, prompt_style=prompt_style, cot=DEMO_COT, questions_per_image=1)
+    return EpisodeConfig(
+        plan_horizon=1, prompt_style=prompt_style, cot=DEMO_COT, questions_per_image=1, standing=standing
+    )
 
 
 def generate_data(
-    out_dir: Path, samples: int, seed: int, workers: int, prompt_style: str = DEMO_PROMPT_STYLE
+    out_dir: Path,
+    samples: int,
+    seed: int,
+    workers: int,
+    prompt_style: str = DEMO_PROMPT_STYLE,
+    standing: bool = DEMO_STANDING,
 ) -> Path:
     from dreamvlx.envs.blocksworld.datagen import write_dataset
 
@@ -85,7 +98,7 @@ def generate_data(
         samples,
         seed,
         modes=DEMO_MODES,
-        config=demo_episode_config(prompt_style),
+        config=demo_episode_config(prompt_style, standing),
         workers=workers,
         progress=True,
     )
@@ -203,7 +216,7 @@ def main(argv: list[str]) -> int:
         "--max-new-tokens",
         type=int,
         default=None,
-        help=f"diffusion canvas (default per prompt style: {DEMO_CANVAS})",
+        help=f"diffusion canvas (default per prompt style and standing: {DEMO_CANVAS})",
     )
     parser.add_argument(
         "--steps",
@@ -216,6 +229,12 @@ def main(argv: list[str]) -> int:
         choices=("compact", "slots"),
         default=DEMO_PROMPT_STYLE,
         help="the data format the model was trained on (module docstring)",
+    )
+    parser.add_argument(
+        "--standing",
+        action=argparse.BooleanOptionalAction,
+        default=DEMO_STANDING,
+        help="CoT explanations with the columns' goal standing, as the model was trained (module docstring)",
     )
     parser.add_argument(
         "train_overrides", nargs=argparse.REMAINDER, help="with --train: --section.key value ..."
@@ -231,7 +250,9 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"[1/4] generating {args.samples} BlocksWorld samples -> {out / 'data'}", flush=True)
-    index = generate_data(out / "data", args.samples, args.seed, args.workers, args.prompt_style)
+    index = generate_data(
+        out / "data", args.samples, args.seed, args.workers, args.prompt_style, args.standing
+    )
 
     if args.model:
         model_dir = Path(args.model)
@@ -245,7 +266,8 @@ def main(argv: list[str]) -> int:
     print(f"[2/4] model: {model_dir}", flush=True)
 
     print("[3/4] ViPlan planning mode on the benchmark problems", flush=True)
-    canvas = args.max_new_tokens if args.max_new_tokens is not None else DEMO_CANVAS[args.prompt_style]
+    default_canvas = DEMO_CANVAS[args.prompt_style, args.standing]
+    canvas = args.max_new_tokens if args.max_new_tokens is not None else default_canvas
     generation = GenerationConfig(max_new_tokens=canvas, steps=args.steps)
     config = RunConfig(
         mode="planning",

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from dreamvlx.config import DreamVLConfig
-from dreamvlx.demo import main, shipped_model_dir
+from dreamvlx.demo import DEMO_PROMPT_STYLE, DEMO_STANDING, generate_data, main, shipped_model_dir
+from dreamvlx.envs.blocksworld.datagen import read_dataset
+from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR
 from dreamvlx.modeling.dream_vl import DreamVL
 from dreamvlx.processing import (
     DreamVLImageProcessor,
@@ -44,9 +46,24 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path: Path, capsys) -> N
     report = (out / "report.html").read_text()
     assert "Denoising history" in report and "data:image/png;base64" in report
     assert "What the model reads" in report and "Goal: c1: " in report  # the compact goal layout
-    assert json.loads((out / "data" / "index.json").read_text())["modes"] == ["grounding", "planning"]
+    index = json.loads((out / "data" / "index.json").read_text())
+    assert index["modes"] == ["grounding", "planning"]
+    assert (index["config"]["prompt_style"], index["config"]["standing"]) == (
+        DEMO_PROMPT_STYLE,
+        DEMO_STANDING,
+    )
     assert "<h2>simple / simple_problem_0: not solved</h2>" in report  # an untrained model solves nothing
     assert "simple" in capsys.readouterr().out
+
+
+def test_demo_data_formats_with_and_without_standing(tmp_path: Path) -> None:
+    for standing in (False, True):
+        out = generate_data(
+            tmp_path / str(standing), 12, seed=0, workers=1, prompt_style="slots", standing=standing
+        )
+        planning = [s for s in read_dataset(out.parent) if s["meta"]["mode"] == "planning"]
+        explanations = [json.loads(s["conversations"][1]["value"])["explanation"] for s in planning]
+        assert planning and all((STANDING_SEPARATOR in e) == standing for e in explanations)
 
 
 def test_shipped_demo_model_is_small_and_loads() -> None:

@@ -24,8 +24,9 @@ from dreamvlx.envs.blocksworld import (
     question_text,
     yes_no_reply,
 )
+from dreamvlx.envs.blocksworld.datagen import goal_facts
 from dreamvlx.envs.blocksworld.prompts import prompt_messages
-from dreamvlx.envs.blocksworld.replies import state_explanation
+from dreamvlx.envs.blocksworld.replies import goal_standing, planning_explanation, state_explanation
 
 
 def test_question_texts() -> None:
@@ -248,6 +249,19 @@ def test_slots_style_gives_every_column_place_a_fixed_position() -> None:
             len(state_explanation(p.initial_state, "slots").split()) for p in problems
         }
         assert len(lengths) == 1
+
+
+def test_goal_standing_compares_each_column_with_the_goal() -> None:
+    state = BlocksWorldState.from_columns([("c1", ["r"]), ("c2", ["b", "g"]), ("c3", []), ("c4", ["y", "p"])])
+    goal = goal_facts(
+        BlocksWorldState.from_columns([("c1", ["r", "g"]), ("c2", ["b"]), ("c3", []), ("c4", ["p", "y"])])
+    )
+    assert goal_standing(state, goal) == "c1 needs g | c2 dig | c3 ok | c4 dig"
+    explanation = planning_explanation(state, goal, "compact", standing=True)
+    assert explanation == "c1: r | c2: b g | c3: - | c4: y p ; c1 needs g | c2 dig | c3 ok | c4 dig"
+    assert planning_explanation(state, goal, "slots") == state_explanation(state, "slots")
+    with pytest.raises(ValueError, match="only in the compact prompt styles"):
+        planning_explanation(state, goal, "viplan", standing=True)
 
 
 def test_the_compact_goal_is_the_configuration_the_goal_fixes() -> None:

@@ -34,7 +34,13 @@ from dreamvlx.envs.blocksworld.prompts import (
     question_text,
     user_text,
 )
-from dreamvlx.envs.blocksworld.replies import parse_plan_reply, parse_yes_no, state_explanation
+from dreamvlx.envs.blocksworld.replies import (
+    STANDING_SEPARATOR,
+    goal_standing,
+    parse_plan_reply,
+    parse_yes_no,
+    state_explanation,
+)
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
 
 
@@ -186,6 +192,43 @@ def test_slots_cot_samples_write_goal_and_scene_in_fixed_places():
         reply = json.loads(sample["conversations"][1]["value"])
         assert reply["explanation"] == layout_text(state.columns(), slots)
         assert all(len(column.split(":")[1].split()) == slots for column in reply["explanation"].split("|"))
+
+
+def test_standing_explanations_lead_to_the_constructive_move():
+    config = EpisodeConfig(
+        plan_horizon=1, prompt_style="slots", cot=True, questions_per_image=1, standing=True
+    )
+    needs_seen = 0
+    for sample, _ in generate_samples(60, seed=3, config=config):
+        meta = sample["meta"]
+        state, goal = _state(meta), [tuple(f) for f in meta["goal"]]
+        gpt = sample["conversations"][1]["value"]
+        scene = layout_text(state.columns(), len(meta["blocks"]))
+        if meta["mode"] == "grounding":  # grounding answers spell out the scene only
+            assert f"<explanation>\n{scene}\n</explanation>" in gpt
+            continue
+        reply = json.loads(gpt)
+        shown, standing = reply["explanation"].split(STANDING_SEPARATOR)
+        assert shown == scene and standing == goal_standing(state, goal)
+        layout, stacks = dict(goal_layout(state.column_names, goal)), dict(state.columns())
+        for word, column in zip(standing.split(" | "), state.column_names):
+            name, verdict = word.split(" ", 1)
+            assert name == column
+            if verdict == "ok":
+                assert stacks[column] == layout[column]
+            elif verdict == "dig":
+                assert layout[column][: len(stacks[column])] != stacks[column]
+            else:  # the stack is the goal's bottom part and the named block comes next
+                assert verdict == f"needs {layout[column][len(stacks[column])]}"
+        move = MoveBlock(**reply["plan"][0]["parameters"])
+        if move in constructive_moves(state, goal):
+            needs_seen += 1
+            assert f"{move.column} needs {move.block}" in standing
+    assert needs_seen > 0
+    with pytest.raises(ValueError, match="standing explanations need cot=True"):
+        EpisodeConfig(prompt_style="slots", standing=True)
+    with pytest.raises(ValueError, match="compact prompt style"):
+        EpisodeConfig(prompt_style="viplan", cot=True, standing=True)
 
 
 def test_same_seed_same_files_for_any_worker_count(tmp_path: Path):

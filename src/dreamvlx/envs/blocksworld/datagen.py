@@ -61,11 +61,18 @@ from dreamvlx.envs.blocksworld.prompts import (
     goal_text,
     grounding_prompt,
     grounding_questions,
+    is_compact,
     planning_prompt,
     question_text,
 )
 from dreamvlx.envs.blocksworld.render import render_columns_array, scene_of
-from dreamvlx.envs.blocksworld.replies import history_record, plan_reply, state_explanation, yes_no_reply
+from dreamvlx.envs.blocksworld.replies import (
+    history_record,
+    plan_reply,
+    planning_explanation,
+    state_explanation,
+    yes_no_reply,
+)
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
 from dreamvlx.processing.conversation import chat_to_llava
 
@@ -110,7 +117,11 @@ class EpisodeConfig:
     ``cot``: answers start with the state explanation the CoT oracle writes (``replies.state_explanation`` in the prompt style: for planning an ``"explanation"``
     field before ``"plan"``, for grounding ``<explanation>``/``<answer>`` tags), and viplan-style prompts
     use the CoT prompt files. Spelling the scene out before the decision gives every sample a dense
-    image-reading target and lets the diffusion sampler commit the (easy) scene tokens before the move.
+    image-reading target and lets the diffusion sampler commit the (easy) scene tokens before the move;
+    ``standing`` (with ``cot`` in a compact style): planning explanations go on with every column's standing
+    against the goal (``replies.goal_standing``: ``c1 ok | c2 needs y | c3 dig``), a local comparison of
+    the scene with the goal from which the constructive move is a lookup: the reasoning a small model does
+    not find by itself (``experiments/demo_model/README.md``).
     """
 
     fail_probability: float = 0.25
@@ -121,6 +132,14 @@ class EpisodeConfig:
     plan_horizon: int | None = None
     prompt_style: str = "viplan"
     cot: bool = False
+    standing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.standing and not (self.cot and is_compact(self.prompt_style)):
+            raise ValueError(
+                f"standing explanations need cot=True and a compact prompt style, got cot={self.cot}, "
+                f"prompt_style={self.prompt_style!r}"
+            )
 
 
 # --------------------------------------------------------------------------------------------- problems
@@ -369,7 +388,12 @@ def generate_samples(
             if planning:
                 goal = goal_text(step.state.blocks, step.state.column_names, problem.goal, style)
                 messages = planning_prompt(goal, step.history, config.cot, style)
-                answer = plan_reply(step.plan[: config.plan_horizon], explanation)
+                reasoning = (
+                    planning_explanation(step.state, problem.goal, style, config.standing)
+                    if config.cot
+                    else None
+                )
+                answer = plan_reply(step.plan[: config.plan_horizon], reasoning)
                 turns.append((messages, answer, "planning", None))
             for messages, answer, mode, fact in turns:
                 if made >= n:
@@ -526,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
         "--prompt-style", choices=PROMPT_STYLES, default="viplan", help="prompt text (see EpisodeConfig)"
     )
     parser.add_argument("--cot", action="store_true", help="answers start with the state explanation")
+    parser.add_argument(
+        "--standing", action="store_true", help="CoT planning explanations add each column's goal standing"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = EpisodeConfig(
@@ -537,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         plan_horizon=args.plan_horizon,
         prompt_style=args.prompt_style,
         cot=args.cot,
+        standing=args.standing,
     )
     index = write_dataset(
         args.out, args.samples, args.seed, args.splits, args.modes, config,

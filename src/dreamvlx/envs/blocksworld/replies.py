@@ -39,8 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dreamvlx.envs.blocksworld.prompts import is_compact, style_layout_text
-from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, MoveBlock
+from dreamvlx.envs.blocksworld.prompts import goal_layout, is_compact, style_layout_text
+from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
 
 
 def _tag_content(text: str, tag: str) -> str | None:
@@ -157,3 +157,42 @@ def state_explanation(state: BlocksWorldState, style: str = "viplan") -> str:
         blocks = ", ".join(f"{BLOCK_COLORS[b]} block" for b in stack) if stack else "empty"
         parts.append(f'column "{column}": {blocks}')
     return "From left to right, bottom to top: " + "; ".join(parts) + "."
+
+
+STANDING_SEPARATOR = " ; "
+"""Between the scene and the columns' standing in a ``standing`` CoT explanation (``planning_explanation``)."""
+
+
+def goal_standing(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
+    """Every column's standing against a complete goal (``prompts.goal_layout``), left to right: ``ok`` (the
+    column is final), ``needs X`` (its stack is the bottom of the goal's and ``X`` goes next), ``dig`` (a
+    block on it is out of place, so its top has to go), e.g. ``c1 dig | c2 ok | c3 needs y``.
+
+    Each word compares one column of the scene with the same column of the goal, place by place, so it is
+    a local step; a constructive move (``datagen.constructive_moves``) is then a ``needs X`` column whose
+    ``X`` is on top of another column."""
+    layout = dict(goal_layout(state.column_names, goal))
+    words = []
+    for column, stack in state.columns():
+        wanted = layout[column]
+        if list(stack) == wanted:
+            words.append(f"{column} ok")
+        elif wanted[: len(stack)] == list(stack):
+            words.append(f"{column} needs {wanted[len(stack)]}")
+        else:
+            words.append(f"{column} dig")
+    return " | ".join(words)
+
+
+def planning_explanation(
+    state: BlocksWorldState, goal: Sequence[Fact], style: str, standing: bool = False
+) -> str:
+    """The ``"explanation"`` of a CoT planning answer: the scene (``state_explanation``), and with
+    ``standing`` (compact styles only) the columns' standing after ``STANDING_SEPARATOR``
+    (``c1: r - - | c2: y - - ; c1 needs g | c2 dig``)."""
+    scene = state_explanation(state, style)
+    if not standing:
+        return scene
+    if not is_compact(style):
+        raise ValueError(f"the goal standing is written only in the compact prompt styles, not {style!r}")
+    return scene + STANDING_SEPARATOR + goal_standing(state, goal)
