@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=120)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument(
-        "--max-new-tokens", type=int, default=64, help="canvas (80 for the slots style, 120 with standings)"
+        "--max-new-tokens", type=int, default=64, help="canvas (80 for the slots style, 104 with standings)"
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -27,7 +27,7 @@ The demo model's data format (:func:`demo_episode_config`), chosen for a small m
 - CoT answers: ``{"explanation": "c1: r g | c2: - | ...", "plan": [...]}``. The scene comes first, as in
   ViPlan's CoT protocol, so every sample supervises reading the image, and the diffusion sampler can
   commit the scene tokens before the move that depends on them; with ``--standing`` (``DEMO_STANDING``) the
-  explanation goes on with each column's standing against the goal (``... ; c1 ok | c2 needs y | c3 dig``),
+  explanation goes on with each column's standing against the goal (``... ; c1 - | c2 y | c3 no``: final, ``y`` goes next, its top has to go),
   the step from scene and goal to the move written out (``replies.goal_standing``);
 - moves from optimal plans that put a block in its final place whenever that is optimal
   (``datagen.constructive_first_plan``), so that a label is a rule the image and goal show, not a search's
@@ -62,8 +62,8 @@ DEMO_MODEL = "demo_model"
 DEMO_PROMPT_STYLE = "compact"
 DEMO_STANDING = False
 # diffusion canvas per (prompt style, standing): one-action CoT replies are 48-57 tokens (compact), 56-73
-# (slots), 74-96 (compact with standing), 82-113 (slots with standing)
-DEMO_CANVAS = {("compact", False): 64, ("slots", False): 80, ("compact", True): 104, ("slots", True): 120}
+# (slots), 65-78 (compact with standing), 73-95 (slots with standing)
+DEMO_CANVAS = {("compact", False): 64, ("slots", False): 80, ("compact", True): 88, ("slots", True): 104}
 DEMO_COT = True
 DEMO_MODES = ("grounding", "planning")
 

@@ -74,3 +74,5 @@ def test_shipped_demo_model_is_small_and_loads() -> None:
     processor = DreamVLProcessor.from_pretrained(folder)
     assert model.config.attention == "bidirectional"
     assert model.config.mask_token_id == processor.tokenizer.special_ids.mask
+    for word in (" -", " no", " r", " g", " b", " y", " p", " o"):  # goal-standing words stay one token each
+        assert len(processor.tokenizer.encode(f" |{word} |")) == 3, word

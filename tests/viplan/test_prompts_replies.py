@@ -256,9 +256,9 @@ def test_goal_standing_compares_each_column_with_the_goal() -> None:
     goal = goal_facts(
         BlocksWorldState.from_columns([("c1", ["r", "g"]), ("c2", ["b"]), ("c3", []), ("c4", ["p", "y"])])
     )
-    assert goal_standing(state, goal) == "c1 needs g | c2 dig | c3 ok | c4 dig"
+    assert goal_standing(state, goal) == "c1 g | c2 no | c3 - | c4 no"
     explanation = planning_explanation(state, goal, "compact", standing=True)
-    assert explanation == "c1: r | c2: b g | c3: - | c4: y p ; c1 needs g | c2 dig | c3 ok | c4 dig"
+    assert explanation == "c1: r | c2: b g | c3: - | c4: y p ; c1 g | c2 no | c3 - | c4 no"
     assert planning_explanation(state, goal, "slots") == state_explanation(state, "slots")
     with pytest.raises(ValueError, match="only in the compact prompt styles"):
         planning_explanation(state, goal, "viplan", standing=True)

@@ -119,7 +119,7 @@ class EpisodeConfig:
     use the CoT prompt files. Spelling the scene out before the decision gives every sample a dense
     image-reading target and lets the diffusion sampler commit the (easy) scene tokens before the move;
     ``standing`` (with ``cot`` in a compact style): planning explanations go on with every column's standing
-    against the goal (``replies.goal_standing``: ``c1 ok | c2 needs y | c3 dig``), a local comparison of
+    against the goal (``replies.goal_standing``: ``c1 - | c2 y | c3 no``), a local comparison of
     the scene with the goal from which the constructive move is a lookup: the reasoning a small model does
     not find by itself (``experiments/demo_model/README.md``).
     """

@@ -164,23 +164,26 @@ STANDING_SEPARATOR = " ; "
 
 
 def goal_standing(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
-    """Every column's standing against a complete goal (``prompts.goal_layout``), left to right: ``ok`` (the
-    column is final), ``needs X`` (its stack is the bottom of the goal's and ``X`` goes next), ``dig`` (a
-    block on it is out of place, so its top has to go), e.g. ``c1 dig | c2 ok | c3 needs y``.
+    """Every column's standing against a complete goal (``prompts.goal_layout``), left to right, one word per
+    column: ``-`` (the column is final, nothing to do), ``no`` (a block on it is out of place, so its top
+    has to go) or the letter of the block that goes next (its stack is the bottom of the goal's), e.g.
+    ``c1 no | c2 - | c3 y``.
 
     Each word compares one column of the scene with the same column of the goal, place by place, so it is
-    a local step; a constructive move (``datagen.constructive_moves``) is then a ``needs X`` column whose
-    ``X`` is on top of another column."""
+    a local step; a constructive move (``datagen.constructive_moves``) is then a column whose word is a
+    block on top of another column. One token per word (in the demo tokenizers) keeps every column's word
+    at a fixed position, which parallel decoding needs: with words of varying length (``needs y``, ``dig``)
+    an 8-step sampler wrote garbled standings (``experiments/demo_model/README.md``)."""
     layout = dict(goal_layout(state.column_names, goal))
     words = []
     for column, stack in state.columns():
         wanted = layout[column]
         if list(stack) == wanted:
-            words.append(f"{column} ok")
+            words.append(f"{column} -")
         elif wanted[: len(stack)] == list(stack):
-            words.append(f"{column} needs {wanted[len(stack)]}")
+            words.append(f"{column} {wanted[len(stack)]}")
         else:
-            words.append(f"{column} dig")
+            words.append(f"{column} no")
     return " | ".join(words)
 
 
@@ -189,7 +192,7 @@ def planning_explanation(
 ) -> str:
     """The ``"explanation"`` of a CoT planning answer: the scene (``state_explanation``), and with
     ``standing`` (compact styles only) the columns' standing after ``STANDING_SEPARATOR``
-    (``c1: r - - | c2: y - - ; c1 needs g | c2 dig``)."""
+    (``c1: r - - | c2: y - - ; c1 g | c2 no``)."""
     scene = state_explanation(state, style)
     if not standing:
         return scene
