@@ -9,8 +9,12 @@ not used for training), for each sample:
 2. the same with the true scene given as the start of the reply (teacher-forced scene): is the move legal
    and optimal when the scene is read right.
 
-For data with goal standings (``--standing``: ``"c1: r - - | ... ; c1 needs g | c2 dig"``) the scene is the part
-before ``STANDING_SEPARATOR``, and the standing is scored too (free, and after the forced scene).
+For data with goal standings (``--standing``: ``"c1: r - - | ... ; c1 g | c2 no"``) the scene is the part
+before ``STANDING_SEPARATOR``, and the standing is scored too (free, and after the forced scene); with
+``--places`` (``"c1: r - - | ... ; c1: - g - | c2: no - - ; c1 g | c2 no"``) the place-by-place comparison
+between them is scored on its own as well, and a third pass gives scene and places (``forced_places_*``:
+is the standing, and the move, right when the comparison is). The forced rest of the reply gets a canvas of
+40 tokens (plan only), 64 (standing and plan) or 104 (places, standing and plan).
 
 Usage: ``python experiments/demo_model/diagnose.py MODEL DATA_DIR [--samples N] [--max-new-tokens N] [--out FILE.json]``.
 """
@@ -45,18 +49,23 @@ def _heights(explanation: str) -> list[int]:
     return [len(part.split(":", 1)[-1].replace("-", "").split()) for part in _columns(explanation)]
 
 
-def _scene_and_standing(explanation: str) -> tuple[str, str]:
-    scene, _, standing = explanation.partition(STANDING_SEPARATOR)
-    return scene, standing
+def _sections(explanation: str) -> tuple[str, str, str]:
+    """``(scene, places, standing)``; a part the format does not have (or the reply misses) is ``""``."""
+    parts = explanation.split(STANDING_SEPARATOR)
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    return parts[0], "", STANDING_SEPARATOR.join(parts[1:])
 
 
-def _reply_prefix(tokenizer, answer: str) -> list[int]:
-    """The answer's own tokens up to the end of its scene (``..., "plan": `` without standing, else up to the
-    standing): tokenising that text on its own would merge differently at the cut (`` [`` against `` [{"``)
-    and show the model a sequence it never saw."""
+def _reply_prefix(tokenizer, answer: str, sections: int = 1) -> list[int]:
+    """The answer's own tokens up to the end of its first ``sections`` explanation sections (the scene, then
+    the places; ``..., "plan": `` for an explanation of one section): tokenising that text on its own would
+    merge differently at the cut (`` [`` against `` [{"``) and show the model a sequence it never saw."""
     ids = tokenizer.encode(answer)
     if STANDING_SEPARATOR in answer:
-        cut = answer.index(STANDING_SEPARATOR)
+        cut = -len(STANDING_SEPARATOR)
+        for _ in range(sections):
+            cut = answer.index(STANDING_SEPARATOR, cut + len(STANDING_SEPARATOR))
     else:
         cut = answer.index('"plan":') + len('"plan":')
     keep = max(k for k in range(len(ids) + 1) if len(tokenizer.decode(ids[:k])) <= cut)
@@ -113,30 +122,38 @@ def main() -> None:
             .tokens[0]
             .tolist(),
         )
-        said, said_standing = _scene_and_standing(_explanation(free) or "")
-        scene, standing = _scene_and_standing(truth["explanation"])
+        said, said_places, said_standing = _sections(_explanation(free) or "")
+        scene, places, standing = _sections(truth["explanation"])
         count("scene_exact", said == scene)
         count("heights_exact", said != "" and _heights(said) == _heights(scene))
         columns = list(zip(_columns(said), _columns(scene)))
         count("columns_right", sum(a == b for a, b in columns) / len(_columns(scene)))
+        if places:
+            count("places_exact", said_places == places)
         if standing:
             count("standing_exact", said_standing == standing)
         for key, value in _move_quality(state, goal, free, optimal_length).items():
             count(f"free_{key}", value)
-        prefix_ids = torch.tensor([_reply_prefix(processor.tokenizer, sample["conversations"][1]["value"])])
-        prefix = processor.tokenizer.decode(prefix_ids[0].tolist())
-        forced_inputs = dict(inputs)
-        forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix_ids], dim=1)
-        forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
-        rest_canvas = 64 if standing else 40
-        rest = generate_tokens(
-            model, forced_inputs, max_new_tokens=rest_canvas, steps=args.steps, alg="entropy"
-        )
-        forced = prefix + reply_text(processor.tokenizer, rest.tokens[0].tolist())
-        if standing:
-            count("forced_standing_exact", _scene_and_standing(_explanation(forced) or "")[1] == standing)
-        for key, value in _move_quality(state, goal, forced, optimal_length).items():
-            count(f"forced_{key}", value)
+        answer = sample["conversations"][1]["value"]
+        # forced: the true scene given; forced_places (place-by-place data): the true scene and places given
+        for name, sections in (("forced", 1), ("forced_places", 2))[: 2 if places else 1]:
+            prefix_ids = torch.tensor([_reply_prefix(processor.tokenizer, answer, sections)])
+            prefix = processor.tokenizer.decode(prefix_ids[0].tolist())
+            forced_inputs = dict(inputs)
+            forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix_ids], dim=1)
+            forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
+            rest_canvas = (104 if sections == 1 else 64) if places else 64 if standing else 40
+            rest = generate_tokens(
+                model, forced_inputs, max_new_tokens=rest_canvas, steps=args.steps, alg="entropy"
+            )
+            forced = prefix + reply_text(processor.tokenizer, rest.tokens[0].tolist())
+            _, forced_places, forced_standing = _sections(_explanation(forced) or "")
+            if places and sections == 1:
+                count(f"{name}_places_exact", forced_places == places)
+            if standing:
+                count(f"{name}_standing_exact", forced_standing == standing)
+            for key, value in _move_quality(state, goal, forced, optimal_length).items():
+                count(f"{name}_{key}", value)
     rates = {key: round(value / len(samples), 3) for key, value in tally.items()}
     rates["samples"] = len(samples)
     print(json.dumps(rates, indent=1))

@@ -26,9 +26,12 @@ The demo model's data format (:func:`demo_episode_config`), chosen for a small m
   position in every reply of a split;
 - CoT answers: ``{"explanation": "c1: r g | c2: - | ...", "plan": [...]}``. The scene comes first, as in
   ViPlan's CoT protocol, so every sample supervises reading the image, and the diffusion sampler can
-  commit the scene tokens before the move that depends on them; with ``--standing`` (``DEMO_STANDING``) the
-  explanation goes on with each column's standing against the goal (``... ; c1 - | c2 y | c3 no``: final, ``y`` goes next, its top has to go),
-  the step from scene and goal to the move written out (``replies.goal_standing``);
+  commit the scene tokens before the move that depends on them. ``--explanation`` (``DEMO_EXPLANATION``)
+  says how far the explanation goes: ``scene`` stops there; ``standing`` goes on with each column's
+  standing against the goal (``... ; c1 - | c2 y | c3 no``: final, ``y`` goes next, its top has to go;
+  ``replies.goal_standing``); ``places`` (slots style) puts the place-by-place comparison of scene and
+  goal before the standing (``... ; c1: - y - | c2: no - - | ... ; c1 y | ...``; ``replies.goal_places``),
+  the steps from scene and goal to the move written out;
 - moves from optimal plans that put a block in its final place whenever that is optimal
   (``datagen.constructive_first_plan``), so that a label is a rule the image and goal show, not a search's
   tie-break.
@@ -41,7 +44,7 @@ the same position always means the same spot of the image.
 
 Environment, problems, step limits, parser and success criterion are ViPlan's; the summary records the
 prompt style. ``--model`` checkpoints must have been trained on the same format
-(``--prompt-style``, ``--standing``).
+(``--prompt-style``, ``--explanation``).
 """
 
 from __future__ import annotations
@@ -60,10 +63,18 @@ if TYPE_CHECKING:
 
 DEMO_MODEL = "demo_model"
 DEMO_PROMPT_STYLE = "compact"
-DEMO_STANDING = False
-# diffusion canvas per (prompt style, standing): one-action CoT replies are 48-57 tokens (compact), 56-73
-# (slots), 65-78 (compact with standing), 73-95 (slots with standing)
-DEMO_CANVAS = {("compact", False): 64, ("slots", False): 80, ("compact", True): 88, ("slots", True): 104}
+DEMO_EXPLANATION = "scene"
+EXPLANATIONS = {"scene": (False, False), "standing": (True, False), "places": (True, True)}
+"""How far a CoT planning explanation goes -> ``EpisodeConfig`` ``(standing, places)`` (module docstring)."""
+# diffusion canvas per (prompt style, explanation): one-action CoT replies are 48-57 tokens (compact), 56-73
+# (slots), 65-78 (compact, standing), 73-95 (slots, standing), 102-141 (slots, places)
+DEMO_CANVAS = {
+    ("compact", "scene"): 64,
+    ("slots", "scene"): 80,
+    ("compact", "standing"): 88,
+    ("slots", "standing"): 104,
+    ("slots", "places"): 144,
+}
 DEMO_COT = True
 DEMO_MODES = ("grounding", "planning")
 
@@ -73,13 +84,21 @@ def shipped_model_dir() -> Path:
 
 
 def demo_episode_config(
-    prompt_style: str = DEMO_PROMPT_STYLE, standing: bool = DEMO_STANDING
+    prompt_style: str = DEMO_PROMPT_STYLE, explanation: str = DEMO_EXPLANATION
 ) -> EpisodeConfig:
     """The training-data format of the demo model (module docstring)."""
     from dreamvlx.envs.blocksworld.datagen import EpisodeConfig
 
+    if explanation not in EXPLANATIONS:
+        raise ValueError(f"unknown explanation {explanation!r}; choose from {', '.join(EXPLANATIONS)}")
+    standing, places = EXPLANATIONS[explanation]
     return EpisodeConfig(
-        plan_horizon=1, prompt_style=prompt_style, cot=DEMO_COT, questions_per_image=1, standing=standing
+        plan_horizon=1,
+        prompt_style=prompt_style,
+        cot=DEMO_COT,
+        questions_per_image=1,
+        standing=standing,
+        places=places,
     )
 
 
@@ -89,7 +108,7 @@ def generate_data(
     seed: int,
     workers: int,
     prompt_style: str = DEMO_PROMPT_STYLE,
-    standing: bool = DEMO_STANDING,
+    explanation: str = DEMO_EXPLANATION,
 ) -> Path:
     from dreamvlx.envs.blocksworld.datagen import write_dataset
 
@@ -98,7 +117,7 @@ def generate_data(
         samples,
         seed,
         modes=DEMO_MODES,
-        config=demo_episode_config(prompt_style, standing),
+        config=demo_episode_config(prompt_style, explanation),
         workers=workers,
         progress=True,
     )
@@ -216,7 +235,7 @@ def main(argv: list[str]) -> int:
         "--max-new-tokens",
         type=int,
         default=None,
-        help=f"diffusion canvas (default per prompt style and standing: {DEMO_CANVAS})",
+        help=f"diffusion canvas (default per prompt style and explanation: {DEMO_CANVAS})",
     )
     parser.add_argument(
         "--steps",
@@ -231,10 +250,10 @@ def main(argv: list[str]) -> int:
         help="the data format the model was trained on (module docstring)",
     )
     parser.add_argument(
-        "--standing",
-        action=argparse.BooleanOptionalAction,
-        default=DEMO_STANDING,
-        help="CoT explanations with the columns' goal standing, as the model was trained (module docstring)",
+        "--explanation",
+        choices=tuple(EXPLANATIONS),
+        default=DEMO_EXPLANATION,
+        help="how far CoT planning explanations go, as the model was trained (module docstring)",
     )
     parser.add_argument(
         "train_overrides", nargs=argparse.REMAINDER, help="with --train: --section.key value ..."
@@ -246,12 +265,13 @@ def main(argv: list[str]) -> int:
     from dreamvlx.evals.viplan.report import format_table, plot_summary
     from dreamvlx.evals.viplan.runner import RunConfig, evaluate, summarize, write_outputs
 
+    demo_episode_config(args.prompt_style, args.explanation)  # a format that does not exist fails here
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"[1/4] generating {args.samples} BlocksWorld samples -> {out / 'data'}", flush=True)
     index = generate_data(
-        out / "data", args.samples, args.seed, args.workers, args.prompt_style, args.standing
+        out / "data", args.samples, args.seed, args.workers, args.prompt_style, args.explanation
     )
 
     if args.model:
@@ -266,7 +286,7 @@ def main(argv: list[str]) -> int:
     print(f"[2/4] model: {model_dir}", flush=True)
 
     print("[3/4] ViPlan planning mode on the benchmark problems", flush=True)
-    default_canvas = DEMO_CANVAS[args.prompt_style, args.standing]
+    default_canvas = DEMO_CANVAS[args.prompt_style, args.explanation]
     canvas = args.max_new_tokens if args.max_new_tokens is not None else default_canvas
     generation = GenerationConfig(max_new_tokens=canvas, steps=args.steps)
     config = RunConfig(

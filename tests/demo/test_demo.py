@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dreamvlx.config import DreamVLConfig
-from dreamvlx.demo import DEMO_PROMPT_STYLE, DEMO_STANDING, generate_data, main, shipped_model_dir
+from dreamvlx.demo import (
+    DEMO_EXPLANATION,
+    DEMO_PROMPT_STYLE,
+    EXPLANATIONS,
+    generate_data,
+    main,
+    shipped_model_dir,
+)
 from dreamvlx.envs.blocksworld.datagen import read_dataset
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR
 from dreamvlx.modeling.dream_vl import DreamVL
@@ -48,22 +57,38 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path: Path, capsys) -> N
     assert "What the model reads" in report and "Goal: c1: " in report  # the compact goal layout
     index = json.loads((out / "data" / "index.json").read_text())
     assert index["modes"] == ["grounding", "planning"]
-    assert (index["config"]["prompt_style"], index["config"]["standing"]) == (
+    config = index["config"]
+    assert (config["prompt_style"], config["standing"], config["places"]) == (
         DEMO_PROMPT_STYLE,
-        DEMO_STANDING,
+        *EXPLANATIONS[DEMO_EXPLANATION],
     )
     assert "<h2>simple / simple_problem_0: not solved</h2>" in report  # an untrained model solves nothing
     assert "simple" in capsys.readouterr().out
 
 
-def test_demo_data_formats_with_and_without_standing(tmp_path: Path) -> None:
-    for standing in (False, True):
+def test_demo_data_formats_for_every_explanation(tmp_path: Path) -> None:
+    for sections, explanation in enumerate(EXPLANATIONS, start=1):  # scene; scene, standing; + places
         out = generate_data(
-            tmp_path / str(standing), 12, seed=0, workers=1, prompt_style="slots", standing=standing
+            tmp_path / explanation, 12, seed=0, workers=1, prompt_style="slots", explanation=explanation
         )
         planning = [s for s in read_dataset(out.parent) if s["meta"]["mode"] == "planning"]
         explanations = [json.loads(s["conversations"][1]["value"])["explanation"] for s in planning]
-        assert planning and all((STANDING_SEPARATOR in e) == standing for e in explanations)
+        assert planning and all(len(e.split(STANDING_SEPARATOR)) == sections for e in explanations)
+    with pytest.raises(ValueError, match="unknown explanation 'plan'"):
+        generate_data(tmp_path / "bad", 2, seed=0, workers=1, explanation="plan")
+    with pytest.raises(ValueError, match="need standing=True and the 'slots' prompt style"):
+        main(
+            [
+                "--out",
+                str(tmp_path / "compact"),
+                "--samples",
+                "2",
+                "--workers",
+                "1",
+                "--explanation",
+                "places",
+            ]
+        )
 
 
 def test_shipped_demo_model_is_small_and_loads() -> None:

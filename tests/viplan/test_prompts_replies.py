@@ -26,7 +26,12 @@ from dreamvlx.envs.blocksworld import (
 )
 from dreamvlx.envs.blocksworld.datagen import goal_facts
 from dreamvlx.envs.blocksworld.prompts import prompt_messages
-from dreamvlx.envs.blocksworld.replies import goal_standing, planning_explanation, state_explanation
+from dreamvlx.envs.blocksworld.replies import (
+    goal_places,
+    goal_standing,
+    planning_explanation,
+    state_explanation,
+)
 
 
 def test_question_texts() -> None:
@@ -262,6 +267,24 @@ def test_goal_standing_compares_each_column_with_the_goal() -> None:
     assert planning_explanation(state, goal, "slots") == state_explanation(state, "slots")
     with pytest.raises(ValueError, match="only in the compact prompt styles"):
         planning_explanation(state, goal, "viplan", standing=True)
+
+
+def test_goal_places_compare_scene_and_goal_place_by_place() -> None:
+    state = BlocksWorldState.from_columns([("c1", ["r"]), ("c2", ["b", "g"]), ("c3", []), ("c4", ["y", "p"])])
+    goal = goal_facts(
+        BlocksWorldState.from_columns([("c1", ["r", "g"]), ("c2", ["b"]), ("c3", []), ("c4", ["p", "y"])])
+    )
+    places = goal_places(state, goal)
+    assert places == "c1: - g - - - | c2: - no - - - | c3: - - - - - | c4: no no - - -"
+    # a column's standing is its first place word that is not "-" (or "-" when there is none)
+    for column_places, word in zip(places.split(" | "), goal_standing(state, goal).split(" | ")):
+        column, _, words = column_places.partition(": ")
+        assert word == f"{column} {next((w for w in words.split() if w != '-'), '-')}"
+    explanation = planning_explanation(state, goal, "slots", standing=True, places=True)
+    assert explanation.split(" ; ") == [state_explanation(state, "slots"), places, goal_standing(state, goal)]
+    for style, standing in (("compact", True), ("slots", False)):
+        with pytest.raises(ValueError, match="place-by-place comparison needs standing=True and the 'slots'"):
+            planning_explanation(state, goal, style, standing=standing, places=True)
 
 
 def test_the_compact_goal_is_the_configuration_the_goal_fixes() -> None:

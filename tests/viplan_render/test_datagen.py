@@ -36,6 +36,7 @@ from dreamvlx.envs.blocksworld.prompts import (
 )
 from dreamvlx.envs.blocksworld.replies import (
     STANDING_SEPARATOR,
+    goal_places,
     goal_standing,
     parse_plan_reply,
     parse_yes_no,
@@ -229,6 +230,25 @@ def test_standing_explanations_lead_to_the_constructive_move():
         EpisodeConfig(prompt_style="slots", standing=True)
     with pytest.raises(ValueError, match="compact prompt style"):
         EpisodeConfig(prompt_style="viplan", cot=True, standing=True)
+
+
+def test_place_explanations_sit_between_scene_and_standing():
+    config = EpisodeConfig(
+        plan_horizon=1, prompt_style="slots", cot=True, questions_per_image=1, standing=True, places=True
+    )
+    planning = 0
+    for sample, _ in generate_samples(30, seed=4, config=config, modes=("planning",)):
+        state, goal = _state(sample["meta"]), [tuple(f) for f in sample["meta"]["goal"]]
+        explanation = json.loads(sample["conversations"][1]["value"])["explanation"]
+        scene, places, standing = explanation.split(STANDING_SEPARATOR)
+        assert scene == layout_text(state.columns(), len(state.blocks))
+        assert places == goal_places(state, goal) and standing == goal_standing(state, goal)
+        planning += 1
+    assert planning == 30
+    with pytest.raises(ValueError, match="place-by-place explanations need standing=True"):
+        EpisodeConfig(prompt_style="slots", cot=True, places=True)
+    with pytest.raises(ValueError, match="the 'slots' prompt style"):
+        EpisodeConfig(prompt_style="compact", cot=True, standing=True, places=True)
 
 
 def test_same_seed_same_files_for_any_worker_count(tmp_path: Path):

@@ -121,7 +121,9 @@ class EpisodeConfig:
     ``standing`` (with ``cot`` in a compact style): planning explanations go on with every column's standing
     against the goal (``replies.goal_standing``: ``c1 - | c2 y | c3 no``), a local comparison of
     the scene with the goal from which the constructive move is a lookup: the reasoning a small model does
-    not find by itself (``experiments/demo_model/README.md``).
+    not find by itself (``experiments/demo_model/README.md``); ``places`` (with ``standing`` and the
+    ``"slots"`` style): the place-by-place comparison of scene and goal (``replies.goal_places``) comes
+    before the standing, so every word the model writes depends on a few tokens at fixed distances.
     """
 
     fail_probability: float = 0.25
@@ -133,12 +135,18 @@ class EpisodeConfig:
     prompt_style: str = "viplan"
     cot: bool = False
     standing: bool = False
+    places: bool = False
 
     def __post_init__(self) -> None:
         if self.standing and not (self.cot and is_compact(self.prompt_style)):
             raise ValueError(
                 f"standing explanations need cot=True and a compact prompt style, got cot={self.cot}, "
                 f"prompt_style={self.prompt_style!r}"
+            )
+        if self.places and not (self.standing and self.prompt_style == "slots"):
+            raise ValueError(
+                f"place-by-place explanations need standing=True and the 'slots' prompt style, got "
+                f"standing={self.standing}, prompt_style={self.prompt_style!r}"
             )
 
 
@@ -389,7 +397,7 @@ def generate_samples(
                 goal = goal_text(step.state.blocks, step.state.column_names, problem.goal, style)
                 messages = planning_prompt(goal, step.history, config.cot, style)
                 reasoning = (
-                    planning_explanation(step.state, problem.goal, style, config.standing)
+                    planning_explanation(step.state, problem.goal, style, config.standing, config.places)
                     if config.cot
                     else None
                 )
@@ -553,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--standing", action="store_true", help="CoT planning explanations add each column's goal standing"
     )
+    parser.add_argument(
+        "--places",
+        action="store_true",
+        help="with --standing and slots: the scene compared with the goal place by place before the standing",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = EpisodeConfig(
@@ -565,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         prompt_style=args.prompt_style,
         cot=args.cot,
         standing=args.standing,
+        places=args.places,
     )
     index = write_dataset(
         args.out, args.samples, args.seed, args.splits, args.modes, config,

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dreamvlx.envs.blocksworld.prompts import goal_layout, is_compact, style_layout_text
+from dreamvlx.envs.blocksworld.prompts import goal_layout, is_compact, layout_text, style_layout_text
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
 
 
@@ -187,15 +187,51 @@ def goal_standing(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
     return " | ".join(words)
 
 
+def goal_places(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
+    """The scene compared with a complete goal place by place, in the ``"slots"`` notation (one place per
+    block of the problem in every column): ``-`` where scene and goal agree (the same block, or both
+    empty), ``no`` where the scene has a block the goal does not want there, the goal's block where the
+    place is empty but the goal fills it. Scene ``c1: r g - | c2: - - -`` against goal ``c1: r - - | c2:
+    g - -`` gives ``c1: - no - | c2: g - -``.
+
+    Every word depends on one place of the scene and the same place of the goal, which sit at fixed
+    distances from it in the sequence (the slots notation keeps every column's places at fixed positions),
+    so each is a two-input lookup; a column's standing (``goal_standing``) is then its first word that is
+    not ``-``."""
+    layout = dict(goal_layout(state.column_names, goal))
+    slots = len(state.blocks)
+    rows = []
+    for column, stack in state.columns():
+        scene_places = [*stack, *[None] * (slots - len(stack))]
+        goal_places_ = [*layout[column], *[None] * (slots - len(layout[column]))]
+        rows.append(
+            (
+                column,
+                [
+                    "-" if here == wanted else ("no" if here is not None else wanted)
+                    for here, wanted in zip(scene_places, goal_places_)
+                ],
+            )
+        )
+    return layout_text(rows)
+
+
 def planning_explanation(
-    state: BlocksWorldState, goal: Sequence[Fact], style: str, standing: bool = False
+    state: BlocksWorldState, goal: Sequence[Fact], style: str, standing: bool = False, places: bool = False
 ) -> str:
     """The ``"explanation"`` of a CoT planning answer: the scene (``state_explanation``), and with
     ``standing`` (compact styles only) the columns' standing after ``STANDING_SEPARATOR``
-    (``c1: r - - | c2: y - - ; c1 g | c2 no``)."""
+    (``c1: r - - | c2: y - - ; c1 g | c2 no``); ``places`` (with ``standing``, ``"slots"`` style only) puts
+    the place-by-place comparison (``goal_places``) between them (``c1: r - - | c2: y - - ; c1: - g - |
+    c2: no - - ; c1 g | c2 no``)."""
     scene = state_explanation(state, style)
+    if places and not (standing and style == "slots"):
+        raise ValueError(
+            f"the place-by-place comparison needs standing=True and the 'slots' style, not {style!r}"
+        )
     if not standing:
         return scene
     if not is_compact(style):
         raise ValueError(f"the goal standing is written only in the compact prompt styles, not {style!r}")
-    return scene + STANDING_SEPARATOR + goal_standing(state, goal)
+    middle = [goal_places(state, goal)] if places else []
+    return STANDING_SEPARATOR.join([scene, *middle, goal_standing(state, goal)])
