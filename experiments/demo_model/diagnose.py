@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -36,9 +37,14 @@ from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_v
 
 
 def _explanation(reply: str) -> str | None:
+    """The reply's ``"explanation"`` string, read on its own so that a garbled plan after it (parallel
+    decoding of a long canvas in few steps) does not hide a right scene; None when there is none."""
     decoded = parse_plan_reply(reply).plan  # the decoded JSON (None when it does not decode)
     explanation = decoded.get("explanation") if isinstance(decoded, dict) else None
-    return explanation if isinstance(explanation, str) else None
+    if isinstance(explanation, str):
+        return explanation
+    found = re.search(r'"explanation": "([^"]*)"', reply)
+    return found.group(1) if found else None
 
 
 def _columns(explanation: str) -> list[str]:
@@ -138,7 +144,6 @@ def main() -> None:
         # forced: the true scene given; forced_places (place-by-place data): the true scene and places given
         for name, sections in (("forced", 1), ("forced_places", 2))[: 2 if places else 1]:
             prefix_ids = torch.tensor([_reply_prefix(processor.tokenizer, answer, sections)])
-            prefix = processor.tokenizer.decode(prefix_ids[0].tolist())
             forced_inputs = dict(inputs)
             forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix_ids], dim=1)
             forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
@@ -146,7 +151,8 @@ def main() -> None:
             rest = generate_tokens(
                 model, forced_inputs, max_new_tokens=rest_canvas, steps=args.steps, alg="entropy"
             )
-            forced = prefix + reply_text(processor.tokenizer, rest.tokens[0].tolist())
+            # decoded as one reply (the rest decoded alone would lose the space it starts with)
+            forced = reply_text(processor.tokenizer, prefix_ids[0].tolist() + rest.tokens[0].tolist())
             _, forced_places, forced_standing = _sections(_explanation(forced) or "")
             if places and sections == 1:
                 count(f"{name}_places_exact", forced_places == places)
