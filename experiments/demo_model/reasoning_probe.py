@@ -1,0 +1,295 @@
+"""Can the demo model's language model choose the move when the scene is given as text?
+
+The image-trained runs (v3-v5, ``README.md``) read the scene but choose moves at about chance. This probe
+takes the image out: the scene is written in the prompt in the ``slots`` notation, beside the goal, and the
+reply is a JSON plan of one move, optionally preceded by an explanation. Whatever a model of the demo's size
+learns here in a given number of steps is an upper bound of what it can learn with the image, so the probe
+tells which reply format (which reasoning written out) a 4-layer diffusion LM can learn at all, in minutes
+instead of hours.
+
+Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
+
+- ``move``: no explanation;
+- ``standing``: the columns' standing against the goal (``replies.goal_standing``: ``c1 no | c2 - | c3 y``);
+- ``places``: the place-by-place comparison, then the standing (``replies.goal_places``);
+- ``tops``: the standing, then every column's top block (``c1 y | c2 - | c3 b``), so that a constructive
+  move is a standing letter that is also a top.
+
+Usage::
+
+    python experiments/demo_model/reasoning_probe.py make OUT.json --format tops --samples 40000 --seed 1
+    dreamvlx train --preset blocksworld-tiny --model.init MODEL --data.train_json OUT.json ...
+    python experiments/demo_model/reasoning_probe.py eval RUN/final --format tops --out probe.json
+
+``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
+right), measures each section's decision tokens teacher-forced (the rest of the true reply given), and plays the 75 ViPlan problems in planning mode with the true scene given as text at every step
+(ViPlan's step budgets, 10 / 20 / 30), with the demo's decoding (8 steps, ``entropy`` order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dreamvlx.envs.blocksworld.datagen import (
+    PLANNING_STEP_BUDGET,
+    SPLIT_SPECS,
+    EpisodeConfig,
+    constructive_moves,
+    play_episode,
+    sample_problem,
+)
+from dreamvlx.envs.blocksworld.planner import find_plan
+from dreamvlx.envs.blocksworld.problems import load_split
+from dreamvlx.envs.blocksworld.prompts import goal_text
+from dreamvlx.envs.blocksworld.replies import (
+    STANDING_SEPARATOR,
+    goal_places,
+    goal_standing,
+    parse_plan_reply,
+    plan_reply,
+    state_explanation,
+)
+from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
+from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
+from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
+
+FORMATS = ("move", "standing", "places", "tops")
+SPLITS = ("simple", "medium", "hard")
+
+
+def column_tops(state: BlocksWorldState) -> str:
+    """Every column's top block, ``-`` for an empty column: ``c1 y | c2 - | c3 b``."""
+    return " | ".join(f"{column} {stack[-1] if stack else '-'}" for column, stack in state.columns())
+
+
+def explanation(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> str | None:
+    """The explanation of ``reply_format`` for ``state`` (None for ``move``)."""
+    sections = {
+        "move": [],
+        "standing": [goal_standing(state, goal)],
+        "places": [goal_places(state, goal), goal_standing(state, goal)],
+        "tops": [goal_standing(state, goal), column_tops(state)],
+    }[reply_format]
+    return STANDING_SEPARATOR.join(sections) if sections else None
+
+
+def prompt(state: BlocksWorldState, goal: tuple[Fact, ...]) -> tuple[str, str]:
+    """(system, user) text: the goal and the scene, both in the slots notation."""
+    goal_line = goal_text(state.blocks, state.column_names, goal, "slots")
+    return f"Goal: {goal_line}", f"Scene: {state_explanation(state, 'slots')}"
+
+
+def make(out: Path, reply_format: str, samples: int, seed: int) -> None:
+    """Write ``samples`` text-only planning samples (ViPlan-like episodes of random non-benchmark problems,
+    constructive-first optimal labels, as ``dreamvlx data viplan`` plays them) as one LLaVA JSON list."""
+    rng = np.random.default_rng(seed)
+    config = EpisodeConfig(plan_horizon=1, prompt_style="slots")
+    rows: list[dict] = []
+    with tqdm(total=samples, desc=f"probe data ({reply_format})") as bar:
+        while len(rows) < samples:
+            problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
+            for step in play_episode(problem, rng, config):
+                system, user = prompt(step.state, problem.goal)
+                answer = plan_reply(step.plan[:1], explanation(step.state, problem.goal, reply_format))
+                rows.append(
+                    {
+                        "id": f"probe-{len(rows):06d}",
+                        "system": system,
+                        "conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": answer}],
+                    }
+                )
+                bar.update()
+                if len(rows) == samples:
+                    break
+    out.write_text(json.dumps(rows))
+
+
+class Planner:
+    """The model asked for one move from (state, goal) given as text, the demo's decoding."""
+
+    def __init__(self, model_dir: str, canvas: int, steps: int) -> None:
+        self.model, self.processor = load_dream_vl(model_dir)
+        self.canvas, self.steps = canvas, steps
+
+    def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
+        messages = []
+        for state, goal in queries:
+            system, user = prompt(state, goal)
+            messages.append([{"role": "system", "content": system}, {"role": "user", "content": user}])
+        inputs = build_prompt_batch(self.processor, [[] for _ in queries], messages)
+        out = generate_tokens(self.model, inputs, max_new_tokens=self.canvas, steps=self.steps, alg="entropy")
+        return [reply_text(self.processor.tokenizer, row.tolist()) for row in out.tokens]
+
+
+def _move(reply: str) -> MoveBlock | None:
+    parsed = parse_plan_reply(reply)
+    if parsed.status != "ok" or parsed.block is None or parsed.column is None:
+        return None
+    return MoveBlock(parsed.block, parsed.column)
+
+
+def held_out(count: int, seed: int) -> list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]]:
+    """``count`` (state, goal, labelled move) query points of episodes drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    config = EpisodeConfig(plan_horizon=1, prompt_style="slots")
+    queries: list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]] = []
+    while len(queries) < count:
+        problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
+        queries += [(step.state, problem.goal, step.plan[0]) for step in play_episode(problem, rng, config)]
+    return queries[:count]
+
+
+def _decision_tokens(pieces: list[str]) -> dict[str, list[int]]:
+    """Indices of the reply's decision tokens (block letters, ``no``, ``-``, column digits) by section:
+    ``section0``, ``section1``, ... of the explanation, then ``plan`` (its block letter and column digit)."""
+    words = {*BLOCK_COLORS, "no", "-"}
+    found: dict[str, list[int]] = {}
+    text = ""
+    for index, piece in enumerate(pieces):
+        in_plan = '"plan"' in text
+        section = "plan" if in_plan else f"section{text.count(STANDING_SEPARATOR.strip())}"
+        word = piece.strip().strip('"')
+        decides = (
+            (word in BLOCK_COLORS or word.isdigit())
+            if in_plan
+            else '"explanation": "' in text and word in words
+        )
+        if decides:
+            found.setdefault(section, []).append(index)
+        text += piece
+    return found
+
+
+def teacher_forced(planner: Planner, reply_format: str, queries) -> dict[str, float]:
+    """Accuracy of each section's decision tokens when only that section's decision tokens are masked and
+    everything else of the true reply is given (argmax, Dream shift: logit row ``i - 1`` predicts token
+    ``i``): which step of the reasoning the model can do when the steps before and after it are right."""
+    model, tokenizer = planner.model, planner.processor.tokenizer
+    hits: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for state, goal, move in tqdm(queries, desc="teacher-forced sections"):
+        system, user = prompt(state, goal)
+        answer = plan_reply([move], explanation(state, goal, reply_format))
+        turns = [{"from": "human", "value": user}, {"from": "gpt", "value": answer}]
+        sequence = build_training_sequence(turns, tokenizer, system=system)
+        reply_at = [i for i, label in enumerate(sequence.labels.tolist()) if label != IGNORE_INDEX]
+        pieces = [tokenizer.decode([int(sequence.input_ids[i])]) for i in reply_at]
+        for section, indices in _decision_tokens(pieces).items():
+            positions = torch.tensor([reply_at[i] for i in indices])
+            noised = sequence.input_ids.clone()
+            noised[positions] = model.config.mask_token_id
+            with torch.inference_mode():
+                logits = model(input_ids=noised[None]).logits[0]
+            predicted = logits[positions - 1].argmax(-1)
+            hits[section] = hits.get(section, 0.0) + float((predicted == sequence.input_ids[positions]).sum())
+            totals[section] = totals.get(section, 0.0) + len(indices)
+    return {section: round(hits[section] / totals[section], 3) for section in sorted(hits)}
+
+
+def score_states(planner: Planner, reply_format: str, queries, batch: int) -> dict[str, float]:
+    """Free generation on held-out states: the move's quality and each section's exactness."""
+    count = len(queries)
+    queries = [(state, goal) for state, goal, _ in queries]
+    tally: dict[str, float] = {}
+    for start in tqdm(range(0, count, batch), desc="held-out states"):
+        chunk = queries[start : start + batch]
+        for (state, goal), reply in zip(chunk, planner.replies(chunk)):
+            move = _move(reply)
+            legal = move is not None and move.block in state.blocks and move.column in state.column_names
+            legal = legal and state.check(move).success
+            optimal_length = len(find_plan(state, goal))
+            rest = find_plan(state.step(move)[0], goal) if legal else None
+            marks = {
+                "legal": legal,
+                "optimal": rest is not None and len(rest) == optimal_length - 1,
+                "constructive": legal and move in constructive_moves(state, goal),
+            }
+            truth = explanation(state, goal, reply_format)
+            if truth is not None:
+                said = (parse_plan_reply(reply).plan or {}) if parse_plan_reply(reply).status == "ok" else {}
+                said_sections = str(said.get("explanation", "")).split(STANDING_SEPARATOR)
+                for k, section in enumerate(truth.split(STANDING_SEPARATOR)):
+                    marks[f"section{k}_exact"] = k < len(said_sections) and said_sections[k] == section
+            for key, value in marks.items():
+                tally[key] = tally.get(key, 0.0) + float(value)
+    return {key: round(value / count, 3) for key, value in tally.items()}
+
+
+def play_benchmark(planner: Planner) -> dict[str, dict[str, float]]:
+    """ViPlan planning mode on the 75 problems with the true scene as text; all episodes of a split step in
+    one batch. An episode ends at the goal, at an unreadable reply (as in ViPlan) or at the step budget."""
+    results = {}
+    for split in SPLITS:
+        problems = load_split(split)
+        states = [p.initial_state for p in problems]
+        alive = [True] * len(problems)
+        solved = [False] * len(problems)
+        moves = legal = 0
+        for _ in tqdm(range(PLANNING_STEP_BUDGET[split]), desc=f"benchmark {split}"):
+            active = [i for i in range(len(problems)) if alive[i]]
+            if not active:
+                break
+            replies = planner.replies([(states[i], tuple(problems[i].goal)) for i in active])
+            for i, reply in zip(active, replies):
+                move = _move(reply)
+                if move is None:
+                    alive[i] = False
+                    continue
+                moves += 1
+                if move.block in states[i].blocks and move.column in states[i].column_names:
+                    states[i], result = states[i].step(move)
+                    legal += int(result.success)
+                if states[i].satisfies(problems[i].goal):
+                    solved[i], alive[i] = True, False
+        results[split] = {"success": sum(solved) / len(problems), "action_success": legal / max(moves, 1)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    make_parser = sub.add_parser("make")
+    make_parser.add_argument("out", type=Path)
+    make_parser.add_argument("--format", choices=FORMATS, required=True)
+    make_parser.add_argument("--samples", type=int, default=40000)
+    make_parser.add_argument("--seed", type=int, default=1)
+    eval_parser = sub.add_parser("eval")
+    eval_parser.add_argument("model")
+    eval_parser.add_argument("--format", choices=FORMATS, required=True)
+    eval_parser.add_argument("--states", type=int, default=200)
+    eval_parser.add_argument("--seed", type=int, default=99)
+    eval_parser.add_argument("--canvas", type=int, default=64)
+    eval_parser.add_argument("--steps", type=int, default=8)
+    eval_parser.add_argument("--batch", type=int, default=25)
+    eval_parser.add_argument("--forced", type=int, default=100, help="held-out states scored teacher-forced")
+    eval_parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.command == "make":
+        make(args.out, args.format, args.samples, args.seed)
+        return
+    torch.manual_seed(0)
+    planner = Planner(args.model, args.canvas, args.steps)
+    queries = held_out(args.states, args.seed)
+    report = {
+        "model": args.model,
+        "format": args.format,
+        "canvas": args.canvas,
+        "steps": args.steps,
+        "held_out_states": args.states,
+        "states": score_states(planner, args.format, queries, args.batch),
+        "teacher_forced": teacher_forced(planner, args.format, queries[: args.forced]),
+        "benchmark_text_scene": play_benchmark(planner),
+    }
+    print(json.dumps(report, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
