@@ -212,7 +212,8 @@ def score_states(planner: Planner, reply_format: str, queries, batch: int) -> di
             }
             truth = explanation(state, goal, reply_format)
             if truth is not None:
-                said = (parse_plan_reply(reply).plan or {}) if parse_plan_reply(reply).status == "ok" else {}
+                parsed = parse_plan_reply(reply)
+                said = parsed.plan if parsed.status == "ok" else {}
                 said_sections = str(said.get("explanation", "")).split(STANDING_SEPARATOR)
                 for k, section in enumerate(truth.split(STANDING_SEPARATOR)):
                     marks[f"section{k}_exact"] = k < len(said_sections) and said_sections[k] == section
