@@ -78,7 +78,7 @@ def _reply_prefix(tokenizer, answer: str, sections: int = 1) -> list[int]:
     return ids[:keep]
 
 
-def _move_quality(state: BlocksWorldState, goal: list, reply: str, optimal_length: int) -> dict[str, bool]:
+def move_quality(state: BlocksWorldState, goal: list, reply: str, optimal_length: int) -> dict[str, bool]:
     parsed = parse_plan_reply(reply)
     if parsed.status != "ok" or parsed.block is None or parsed.column is None:
         return {"legal": False, "optimal": False}
@@ -138,7 +138,7 @@ def main() -> None:
             count("places_exact", said_places == places)
         if standing:
             count("standing_exact", said_standing == standing)
-        for key, value in _move_quality(state, goal, free, optimal_length).items():
+        for key, value in move_quality(state, goal, free, optimal_length).items():
             count(f"free_{key}", value)
         answer = sample["conversations"][1]["value"]
         # forced: the true scene given; forced_places (place-by-place data): the true scene and places given
@@ -158,7 +158,7 @@ def main() -> None:
                 count(f"{name}_places_exact", forced_places == places)
             if standing:
                 count(f"{name}_standing_exact", forced_standing == standing)
-            for key, value in _move_quality(state, goal, forced, optimal_length).items():
+            for key, value in move_quality(state, goal, forced, optimal_length).items():
                 count(f"{name}_{key}", value)
     rates = {key: round(value / len(samples), 3) for key, value in tally.items()}
     rates["samples"] = len(samples)

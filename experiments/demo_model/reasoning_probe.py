@@ -22,31 +22,35 @@ Usage::
     python experiments/demo_model/reasoning_probe.py eval RUN/final --format tops --out probe.json
 
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
-right), measures each section's decision tokens teacher-forced (the rest of the true reply given), and plays the 75 ViPlan problems in planning mode with the true scene given as text at every step
-(ViPlan's step budgets, 10 / 20 / 30), with the demo's decoding (8 steps, ``entropy`` order).
+right), measures each section's decision tokens teacher-forced (the rest of the true reply given), and
+plays the 75 ViPlan problems in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30)
+with the true scene given as text at every step, with the demo's decoding (8 steps, ``entropy`` order).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from diagnose import move_quality
 from tqdm import tqdm
 
 from dreamvlx.envs.blocksworld.datagen import (
-    PLANNING_STEP_BUDGET,
     SPLIT_SPECS,
     EpisodeConfig,
+    EpisodeStep,
+    GeneratedProblem,
     constructive_moves,
     play_episode,
     sample_problem,
 )
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
-from dreamvlx.envs.blocksworld.prompts import goal_text
+from dreamvlx.envs.blocksworld.prompts import Messages, goal_text
 from dreamvlx.envs.blocksworld.replies import (
     STANDING_SEPARATOR,
     goal_places,
@@ -56,6 +60,10 @@ from dreamvlx.envs.blocksworld.replies import (
     state_explanation,
 )
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
+from dreamvlx.evals.viplan.backends import EpisodeInfo
+from dreamvlx.evals.viplan.metrics import planning_metrics
+from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, run_planning_episode
+from dreamvlx.evals.viplan.querying import ImageSource
 from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
@@ -85,37 +93,56 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...]) -> tuple[str, str]:
     return f"Goal: {goal_line}", f"Scene: {state_explanation(state, 'slots')}"
 
 
-def make(out: Path, reply_format: str, samples: int, seed: int) -> None:
-    """Write ``samples`` text-only planning samples (ViPlan-like episodes of random non-benchmark problems,
-    constructive-first optimal labels, as ``dreamvlx data viplan`` plays them) as one LLaVA JSON list."""
+def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, EpisodeStep]]:
+    """``count`` query points of ViPlan-like episodes of random non-benchmark problems (constructive-first
+    optimal labels), played as ``dreamvlx data viplan`` plays them, reproducibly from ``seed``."""
     rng = np.random.default_rng(seed)
     config = EpisodeConfig(plan_horizon=1, prompt_style="slots")
+    made = 0
+    while made < count:
+        problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
+        for step in play_episode(problem, rng, config)[: count - made]:
+            made += 1
+            yield problem, step
+
+
+def make(out: Path, reply_format: str, samples: int, seed: int) -> None:
+    """Write ``samples`` text-only planning samples (``query_points``) as one LLaVA JSON list."""
     rows: list[dict] = []
-    with tqdm(total=samples, desc=f"probe data ({reply_format})") as bar:
-        while len(rows) < samples:
-            problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
-            for step in play_episode(problem, rng, config):
-                system, user = prompt(step.state, problem.goal)
-                answer = plan_reply(step.plan[:1], explanation(step.state, problem.goal, reply_format))
-                rows.append(
-                    {
-                        "id": f"probe-{len(rows):06d}",
-                        "system": system,
-                        "conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": answer}],
-                    }
-                )
-                bar.update()
-                if len(rows) == samples:
-                    break
+    points = query_points(samples, seed)
+    for problem, step in tqdm(points, total=samples, desc=f"probe data ({reply_format})"):
+        system, user = prompt(step.state, problem.goal)
+        answer = plan_reply(step.plan[:1], explanation(step.state, problem.goal, reply_format))
+        rows.append(
+            {
+                "id": f"probe-{len(rows):06d}",
+                "system": system,
+                "conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": answer}],
+            }
+        )
     out.write_text(json.dumps(rows))
 
 
 class Planner:
-    """The model asked for one move from (state, goal) given as text, the demo's decoding."""
+    """The model asked for one move from (state, goal) given as text, the demo's decoding. It is also a
+    ViPlan backend (``VLMBackend``) that ignores the prompt it is sent (ViPlan's goal and history) and asks
+    with the text scene of the live episode's true state instead, as the probe's training samples do."""
+
+    needs_image = False
 
     def __init__(self, model_dir: str, canvas: int, steps: int) -> None:
         self.model, self.processor = load_dream_vl(model_dir)
         self.canvas, self.steps = canvas, steps
+        self._episode: EpisodeInfo | None = None
+
+    def begin_episode(self, episode: EpisodeInfo) -> None:
+        self._episode = episode
+
+    def generate(self, image: None, messages: Messages) -> str:
+        if self._episode is None:
+            raise RuntimeError("Planner needs begin_episode() before generate()")
+        env = self._episode.env
+        return self.replies([(env.state, tuple(env.problem.goal))])[0]
 
     def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
         messages = []
@@ -127,22 +154,9 @@ class Planner:
         return [reply_text(self.processor.tokenizer, row.tolist()) for row in out.tokens]
 
 
-def _move(reply: str) -> MoveBlock | None:
-    parsed = parse_plan_reply(reply)
-    if parsed.status != "ok" or parsed.block is None or parsed.column is None:
-        return None
-    return MoveBlock(parsed.block, parsed.column)
-
-
 def held_out(count: int, seed: int) -> list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]]:
     """``count`` (state, goal, labelled move) query points of episodes drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    config = EpisodeConfig(plan_horizon=1, prompt_style="slots")
-    queries: list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]] = []
-    while len(queries) < count:
-        problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
-        queries += [(step.state, problem.goal, step.plan[0]) for step in play_episode(problem, rng, config)]
-    return queries[:count]
+    return [(step.state, problem.goal, step.plan[0]) for problem, step in query_points(count, seed)]
 
 
 def _decision_tokens(pieces: list[str]) -> dict[str, list[int]]:
@@ -200,19 +214,12 @@ def score_states(planner: Planner, reply_format: str, queries, batch: int) -> di
     for start in tqdm(range(0, count, batch), desc="held-out states"):
         chunk = queries[start : start + batch]
         for (state, goal), reply in zip(chunk, planner.replies(chunk)):
-            move = _move(reply)
-            legal = move is not None and move.block in state.blocks and move.column in state.column_names
-            legal = legal and state.check(move).success
-            optimal_length = len(find_plan(state, goal))
-            rest = find_plan(state.step(move)[0], goal) if legal else None
-            marks = {
-                "legal": legal,
-                "optimal": rest is not None and len(rest) == optimal_length - 1,
-                "constructive": legal and move in constructive_moves(state, goal),
-            }
+            marks = move_quality(state, list(goal), reply, len(find_plan(state, goal)))
+            parsed = parse_plan_reply(reply)
+            move = MoveBlock(parsed.block, parsed.column) if marks["legal"] else None
+            marks["constructive"] = move is not None and move in constructive_moves(state, goal)
             truth = explanation(state, goal, reply_format)
             if truth is not None:
-                parsed = parse_plan_reply(reply)
                 said = parsed.plan if parsed.status == "ok" else {}
                 said_sections = str(said.get("explanation", "")).split(STANDING_SEPARATOR)
                 for k, section in enumerate(truth.split(STANDING_SEPARATOR)):
@@ -223,32 +230,20 @@ def score_states(planner: Planner, reply_format: str, queries, batch: int) -> di
 
 
 def play_benchmark(planner: Planner) -> dict[str, dict[str, float]]:
-    """ViPlan planning mode on the 75 problems with the true scene as text; all episodes of a split step in
-    one batch. An episode ends at the goal, at an unreadable reply (as in ViPlan) or at the step budget."""
+    """ViPlan planning mode (``run_planning_episode``) on the 75 problems, the true scene given as text."""
     results = {}
     for split in SPLITS:
-        problems = load_split(split)
-        states = [p.initial_state for p in problems]
-        alive = [True] * len(problems)
-        solved = [False] * len(problems)
-        moves = legal = 0
-        for _ in tqdm(range(PLANNING_STEP_BUDGET[split]), desc=f"benchmark {split}"):
-            active = [i for i in range(len(problems)) if alive[i]]
-            if not active:
-                break
-            replies = planner.replies([(states[i], tuple(problems[i].goal)) for i in active])
-            for i, reply in zip(active, replies):
-                move = _move(reply)
-                if move is None:
-                    alive[i] = False
-                    continue
-                moves += 1
-                if move.block in states[i].blocks and move.column in states[i].column_names:
-                    states[i], result = states[i].step(move)
-                    legal += int(result.success)
-                if states[i].satisfies(problems[i].goal):
-                    solved[i], alive[i] = True, False
-        results[split] = {"success": sum(solved) / len(problems), "action_success": legal / max(moves, 1)}
+        config = PlanningConfig(MAX_STEPS[split], cot=True, prompt_style="slots")
+        records = [
+            run_planning_episode(problem, planner, ImageSource(False), config)
+            for problem in tqdm(load_split(split), desc=f"benchmark {split}")
+        ]
+        metrics = planning_metrics(records)
+        results[split] = {
+            "success": metrics["task_completion_rate"],
+            "action_success": metrics["action_success_rate"],
+            "unparsable_replies": metrics["unparsable_replies"],
+        }
     return results
 
 

@@ -37,7 +37,7 @@ PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 @pytest.mark.parametrize(("objective", "settings"), DECODING_CASES, ids=CASE_IDS)
-def test_bf16_engine_equals_the_bf16_model(request, make_model, observations, objective, settings) -> None:
+def test_bf16_engine_equals_the_bf16_model(request, objective, settings) -> None:
     if any(os.environ.get(name) != value for name, value in PINNED_KERNELS.items()):
         child = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
@@ -51,6 +51,8 @@ def test_bf16_engine_equals_the_bf16_model(request, make_model, observations, ob
             f"pinned-kernel run failed:\n{child.stdout[-4000:]}{child.stderr[-2000:]}"
         )
         return
+    # the fixtures are built only in the pinned process, where they are used
+    make_model, observations = (request.getfixturevalue(name) for name in ("make_model", "observations"))
     model = make_model(objective, **settings)
     reference = predict_rows(copy.deepcopy(model).to(torch.bfloat16), observations)
     got = predict_rows(
