@@ -15,6 +15,11 @@ Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
 - ``tops``: the standing, then every column's top block (``c1 y | c2 - | c3 b``), so that a constructive
   move is a standing letter that is also a top.
 
+Two step formats train one step of that reasoning alone, the reply being the section as plain text (no
+plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup) and
+``standing-only`` (goal and scene, the standing). They tell whether a step is learnable at all by this
+model, and the weights they leave are a curriculum's first stage for the plan formats.
+
 Usage::
 
     python experiments/demo_model/reasoning_probe.py make OUT.json --format tops --samples 40000 --seed 1
@@ -22,8 +27,8 @@ Usage::
     python experiments/demo_model/reasoning_probe.py eval RUN/final --format tops --out probe.json
 
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
-right), measures each section's decision tokens teacher-forced (the rest of the true reply given), and
-plays the 75 ViPlan problems in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30)
+right; for the step formats whether the reply is exactly right), measures each section's decision tokens
+teacher-forced (the rest of the true reply given), and for the plan formats plays the 75 ViPlan problems in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30)
 with the true scene given as text at every step, with the demo's decoding (8 steps, ``entropy`` order).
 """
 
@@ -67,7 +72,9 @@ from dreamvlx.evals.viplan.querying import ImageSource
 from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
-FORMATS = ("move", "standing", "places", "tops")
+PLAN_FORMATS = ("move", "standing", "places", "tops")
+STEP_FORMATS = ("tops-only", "standing-only")
+FORMATS = PLAN_FORMATS + STEP_FORMATS
 SPLITS = ("simple", "medium", "hard")
 
 
@@ -87,10 +94,24 @@ def explanation(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: s
     return STANDING_SEPARATOR.join(sections) if sections else None
 
 
-def prompt(state: BlocksWorldState, goal: tuple[Fact, ...]) -> tuple[str, str]:
-    """(system, user) text: the goal and the scene, both in the slots notation."""
-    goal_line = goal_text(state.blocks, state.column_names, goal, "slots")
-    return f"Goal: {goal_line}", f"Scene: {state_explanation(state, 'slots')}"
+def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
+    """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
+    alone (system None: the chat template's default system message)."""
+    scene = f"Scene: {state_explanation(state, 'slots')}"
+    if reply_format == "tops-only":
+        return None, scene
+    return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
+
+
+def answer(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock, reply_format: str) -> str:
+    """The training reply: a JSON plan of ``move`` with the format's explanation, or for the step formats
+    the one section alone as plain text (``tops-only``: ``column_tops``; ``standing-only``:
+    ``goal_standing``)."""
+    if reply_format == "tops-only":
+        return column_tops(state)
+    if reply_format == "standing-only":
+        return goal_standing(state, goal)
+    return plan_reply([move], explanation(state, goal, reply_format))
 
 
 def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, EpisodeStep]]:
@@ -111,15 +132,11 @@ def make(out: Path, reply_format: str, samples: int, seed: int) -> None:
     rows: list[dict] = []
     points = query_points(samples, seed)
     for problem, step in tqdm(points, total=samples, desc=f"probe data ({reply_format})"):
-        system, user = prompt(step.state, problem.goal)
-        answer = plan_reply(step.plan[:1], explanation(step.state, problem.goal, reply_format))
-        rows.append(
-            {
-                "id": f"probe-{len(rows):06d}",
-                "system": system,
-                "conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": answer}],
-            }
-        )
+        system, user = prompt(step.state, problem.goal, reply_format)
+        reply = answer(step.state, problem.goal, step.plan[0], reply_format)
+        row = {"id": f"probe-{len(rows):06d}", "system": system}
+        row["conversations"] = [{"from": "human", "value": user}, {"from": "gpt", "value": reply}]
+        rows.append(row if system is not None else {k: v for k, v in row.items() if k != "system"})
     out.write_text(json.dumps(rows))
 
 
@@ -130,9 +147,9 @@ class Planner:
 
     needs_image = False
 
-    def __init__(self, model_dir: str, canvas: int, steps: int) -> None:
+    def __init__(self, model_dir: str, reply_format: str, canvas: int, steps: int) -> None:
         self.model, self.processor = load_dream_vl(model_dir)
-        self.canvas, self.steps = canvas, steps
+        self.reply_format, self.canvas, self.steps = reply_format, canvas, steps
         self._episode: EpisodeInfo | None = None
 
     def begin_episode(self, episode: EpisodeInfo) -> None:
@@ -147,8 +164,9 @@ class Planner:
     def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
         messages = []
         for state, goal in queries:
-            system, user = prompt(state, goal)
-            messages.append([{"role": "system", "content": system}, {"role": "user", "content": user}])
+            system, user = prompt(state, goal, self.reply_format)
+            turns = [{"role": "system", "content": system}] if system is not None else []
+            messages.append([*turns, {"role": "user", "content": user}])
         inputs = build_prompt_batch(self.processor, [[] for _ in queries], messages)
         out = generate_tokens(self.model, inputs, max_new_tokens=self.canvas, steps=self.steps, alg="entropy")
         return [reply_text(self.processor.tokenizer, row.tolist()) for row in out.tokens]
@@ -159,9 +177,10 @@ def held_out(count: int, seed: int) -> list[tuple[BlocksWorldState, tuple[Fact, 
     return [(step.state, problem.goal, step.plan[0]) for problem, step in query_points(count, seed)]
 
 
-def _decision_tokens(pieces: list[str]) -> dict[str, list[int]]:
+def _decision_tokens(pieces: list[str], plain: bool) -> dict[str, list[int]]:
     """Indices of the reply's decision tokens (block letters, ``no``, ``-``, column digits) by section:
-    ``section0``, ``section1``, ... of the explanation, then ``plan`` (its block letter and column digit)."""
+    ``section0``, ``section1``, ... of the explanation, then ``plan`` (its block letter and column digit);
+    a ``plain`` reply (the step formats) is one section, ``section0``."""
     words = {*BLOCK_COLORS, "no", "-"}
     found: dict[str, list[int]] = {}
     text = ""
@@ -172,7 +191,7 @@ def _decision_tokens(pieces: list[str]) -> dict[str, list[int]]:
         decides = (
             (word in BLOCK_COLORS or word.isdigit())
             if in_plan
-            else '"explanation": "' in text and word in words
+            else (plain or '"explanation": "' in text) and word in words
         )
         if decides:
             found.setdefault(section, []).append(index)
@@ -180,7 +199,7 @@ def _decision_tokens(pieces: list[str]) -> dict[str, list[int]]:
     return found
 
 
-def teacher_forced(planner: Planner, reply_format: str, queries) -> dict[str, float]:
+def teacher_forced(planner: Planner, queries) -> dict[str, float]:
     """Accuracy of each section's decision tokens when only that section's decision tokens are masked and
     everything else of the true reply is given (argmax, Dream shift: logit row ``i - 1`` predicts token
     ``i``): which step of the reasoning the model can do when the steps before and after it are right."""
@@ -188,13 +207,13 @@ def teacher_forced(planner: Planner, reply_format: str, queries) -> dict[str, fl
     hits: dict[str, float] = {}
     totals: dict[str, float] = {}
     for state, goal, move in tqdm(queries, desc="teacher-forced sections"):
-        system, user = prompt(state, goal)
-        answer = plan_reply([move], explanation(state, goal, reply_format))
-        turns = [{"from": "human", "value": user}, {"from": "gpt", "value": answer}]
+        system, user = prompt(state, goal, planner.reply_format)
+        reply = answer(state, goal, move, planner.reply_format)
+        turns = [{"from": "human", "value": user}, {"from": "gpt", "value": reply}]
         sequence = build_training_sequence(turns, tokenizer, system=system)
         reply_at = [i for i, label in enumerate(sequence.labels.tolist()) if label != IGNORE_INDEX]
         pieces = [tokenizer.decode([int(sequence.input_ids[i])]) for i in reply_at]
-        for section, indices in _decision_tokens(pieces).items():
+        for section, indices in _decision_tokens(pieces, planner.reply_format in STEP_FORMATS).items():
             positions = torch.tensor([reply_at[i] for i in indices])
             noised = sequence.input_ids.clone()
             noised[positions] = model.config.mask_token_id
@@ -206,24 +225,34 @@ def teacher_forced(planner: Planner, reply_format: str, queries) -> dict[str, fl
     return {section: round(hits[section] / totals[section], 3) for section in sorted(hits)}
 
 
-def score_states(planner: Planner, reply_format: str, queries, batch: int) -> dict[str, float]:
-    """Free generation on held-out states: the move's quality and each section's exactness."""
+def _plan_marks(state: BlocksWorldState, goal: tuple[Fact, ...], reply: str, reply_format: str) -> dict:
+    """One free reply of a plan format: the move's quality and each explanation section's exactness."""
+    marks = move_quality(state, list(goal), reply, len(find_plan(state, goal)))
+    parsed = parse_plan_reply(reply)
+    move = MoveBlock(parsed.block, parsed.column) if marks["legal"] else None
+    marks["constructive"] = move is not None and move in constructive_moves(state, goal)
+    truth = explanation(state, goal, reply_format)
+    if truth is not None:
+        said = parsed.plan if parsed.status == "ok" else {}
+        said_sections = str(said.get("explanation", "")).split(STANDING_SEPARATOR)
+        for k, section in enumerate(truth.split(STANDING_SEPARATOR)):
+            marks[f"section{k}_exact"] = k < len(said_sections) and said_sections[k] == section
+    return marks
+
+
+def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
+    """Free generation on held-out states: for the plan formats the move's quality and each section's
+    exactness (``_plan_marks``), for the step formats whether the reply is exactly the section."""
     count = len(queries)
-    queries = [(state, goal) for state, goal, _ in queries]
     tally: dict[str, float] = {}
     for start in tqdm(range(0, count, batch), desc="held-out states"):
         chunk = queries[start : start + batch]
-        for (state, goal), reply in zip(chunk, planner.replies(chunk)):
-            marks = move_quality(state, list(goal), reply, len(find_plan(state, goal)))
-            parsed = parse_plan_reply(reply)
-            move = MoveBlock(parsed.block, parsed.column) if marks["legal"] else None
-            marks["constructive"] = move is not None and move in constructive_moves(state, goal)
-            truth = explanation(state, goal, reply_format)
-            if truth is not None:
-                said = parsed.plan if parsed.status == "ok" else {}
-                said_sections = str(said.get("explanation", "")).split(STANDING_SEPARATOR)
-                for k, section in enumerate(truth.split(STANDING_SEPARATOR)):
-                    marks[f"section{k}_exact"] = k < len(said_sections) and said_sections[k] == section
+        replies = planner.replies([(state, goal) for state, goal, _ in chunk])
+        for (state, goal, move), reply in zip(chunk, replies):
+            if planner.reply_format in STEP_FORMATS:
+                marks = {"section0_exact": reply.strip() == answer(state, goal, move, planner.reply_format)}
+            else:
+                marks = _plan_marks(state, goal, reply, planner.reply_format)
             for key, value in marks.items():
                 tally[key] = tally.get(key, 0.0) + float(value)
     return {key: round(value / count, 3) for key, value in tally.items()}
@@ -270,18 +299,19 @@ def main() -> None:
         make(args.out, args.format, args.samples, args.seed)
         return
     torch.manual_seed(0)
-    planner = Planner(args.model, args.canvas, args.steps)
+    planner = Planner(args.model, args.format, args.canvas, args.steps)
     queries = held_out(args.states, args.seed)
-    report = {
+    report: dict = {
         "model": args.model,
         "format": args.format,
         "canvas": args.canvas,
         "steps": args.steps,
         "held_out_states": args.states,
-        "states": score_states(planner, args.format, queries, args.batch),
-        "teacher_forced": teacher_forced(planner, args.format, queries[: args.forced]),
-        "benchmark_text_scene": play_benchmark(planner),
+        "states": score_states(planner, queries, args.batch),
+        "teacher_forced": teacher_forced(planner, queries[: args.forced]),
     }
+    if args.format in PLAN_FORMATS:
+        report["benchmark_text_scene"] = play_benchmark(planner)
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
