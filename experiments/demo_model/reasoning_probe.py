@@ -13,12 +13,20 @@ Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
 - ``standing``: the columns' standing against the goal (``replies.goal_standing``: ``c1 no | c2 - | c3 y``);
 - ``places``: the place-by-place comparison, then the standing (``replies.goal_places``);
 - ``tops``: the standing, then every column's top block (``c1 y | c2 - | c3 b``), so that a constructive
-  move is a standing letter that is also a top.
+  move is a standing letter that is also a top;
+- ``paired``: the prompt of ``standing-paired`` (no goal in the system turn: scene and goal column by
+  column), the reply the place-by-place comparison, the standing and the tops: every step but the last
+  compares tokens a fixed distance apart.
 
-Two step formats train one step of that reasoning alone, the reply being the section as plain text (no
-plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup) and
-``standing-only`` (goal and scene, the standing). They tell whether a step is learnable at all by this
-model, and the weights they leave are a curriculum's first stage for the plan formats.
+The step formats train one step of that reasoning alone, the reply being the section as plain text (no
+plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup),
+``standing-only`` (goal and scene, the standing) and ``standing-paired`` (the standing, with every column of
+the goal written right after the same column of the scene, ``c1: r o - = r g - | ...``, so each word
+compares tokens a fixed, short distance apart instead of two layouts in the same notation), and
+``places-paired`` (the same prompt; the place-by-place comparison, then the standing) and
+``standing-from-places`` (the place-by-place comparison given in the prompt, the standing asked). They tell
+whether a step is learnable at all by this model, and the weights they leave are a curriculum's first
+stage for the plan formats.
 
 Usage::
 
@@ -55,7 +63,7 @@ from dreamvlx.envs.blocksworld.datagen import (
 )
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
-from dreamvlx.envs.blocksworld.prompts import Messages, goal_text
+from dreamvlx.envs.blocksworld.prompts import Messages, goal_layout, goal_text
 from dreamvlx.envs.blocksworld.replies import (
     STANDING_SEPARATOR,
     goal_places,
@@ -72,8 +80,9 @@ from dreamvlx.evals.viplan.querying import ImageSource
 from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
-PLAN_FORMATS = ("move", "standing", "places", "tops")
-STEP_FORMATS = ("tops-only", "standing-only")
+PLAN_FORMATS = ("move", "standing", "places", "tops", "paired")
+STEP_FORMATS = ("tops-only", "standing-only", "standing-paired", "places-paired", "standing-from-places")
+PAIRED_FORMATS = ("standing-paired", "places-paired", "paired")
 FORMATS = PLAN_FORMATS + STEP_FORMATS
 SPLITS = ("simple", "medium", "hard")
 
@@ -90,27 +99,48 @@ def explanation(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: s
         "standing": [goal_standing(state, goal)],
         "places": [goal_places(state, goal), goal_standing(state, goal)],
         "tops": [goal_standing(state, goal), column_tops(state)],
+        "paired": [goal_places(state, goal), goal_standing(state, goal), column_tops(state)],
     }[reply_format]
     return STANDING_SEPARATOR.join(sections) if sections else None
 
 
+def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``."""
+    wanted = dict(goal_layout(state.column_names, goal))
+    slots = len(state.blocks)
+
+    def places(stack) -> str:
+        return " ".join([*stack, *["-"] * (slots - len(stack))])
+
+    return " | ".join(
+        f"{column}: {places(stack)} = {places(wanted[column])}" for column, stack in state.columns()
+    )
+
+
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
     """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
-    alone (system None: the chat template's default system message)."""
+    alone, the paired formats scene and goal column by column (``paired_layout``), ``standing-from-places``
+    the place-by-place comparison alone (system None: the chat template's default system message)."""
     scene = f"Scene: {state_explanation(state, 'slots')}"
     if reply_format == "tops-only":
         return None, scene
+    if reply_format == "standing-from-places":
+        return None, f"Places: {goal_places(state, goal)}"
+    if reply_format in PAIRED_FORMATS:
+        return None, f"Scene = goal: {paired_layout(state, goal)}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
 
 
 def answer(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock, reply_format: str) -> str:
     """The training reply: a JSON plan of ``move`` with the format's explanation, or for the step formats
-    the one section alone as plain text (``tops-only``: ``column_tops``; ``standing-only``:
-    ``goal_standing``)."""
+    the sections alone as plain text (``tops-only``: ``column_tops``; ``standing-only``, ``standing-paired``,
+    ``standing-from-places``: ``goal_standing``; ``places-paired``: ``goal_places``, then ``goal_standing``)."""
     if reply_format == "tops-only":
         return column_tops(state)
-    if reply_format == "standing-only":
+    if reply_format in ("standing-only", "standing-paired", "standing-from-places"):
         return goal_standing(state, goal)
+    if reply_format == "places-paired":
+        return STANDING_SEPARATOR.join([goal_places(state, goal), goal_standing(state, goal)])
     return plan_reply([move], explanation(state, goal, reply_format))
 
 
@@ -202,8 +232,12 @@ def _decision_tokens(pieces: list[str], plain: bool) -> dict[str, list[int]]:
 def teacher_forced(planner: Planner, queries) -> dict[str, float]:
     """Accuracy of each section's decision tokens when only that section's decision tokens are masked and
     everything else of the true reply is given (argmax, Dream shift: logit row ``i - 1`` predicts token
-    ``i``): which step of the reasoning the model can do when the steps before and after it are right."""
+    ``i``): which step of the reasoning the model can do when the steps before and after it are right. An
+    AR control (causal attention) gets the true reply unmasked: its mask already hides every token's future,
+    and mask tokens in its past are inputs it never saw in training (adjacent decision tokens, as in the
+    place-by-place section, would otherwise each be predicted from a mask)."""
     model, tokenizer = planner.model, planner.processor.tokenizer
+    masks = not model.config.is_causal
     hits: dict[str, float] = {}
     totals: dict[str, float] = {}
     for state, goal, move in tqdm(queries, desc="teacher-forced sections"):
@@ -216,7 +250,8 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
         for section, indices in _decision_tokens(pieces, planner.reply_format in STEP_FORMATS).items():
             positions = torch.tensor([reply_at[i] for i in indices])
             noised = sequence.input_ids.clone()
-            noised[positions] = model.config.mask_token_id
+            if masks:
+                noised[positions] = model.config.mask_token_id
             with torch.inference_mode():
                 logits = model(input_ids=noised[None]).logits[0]
             predicted = logits[positions - 1].argmax(-1)
@@ -234,10 +269,18 @@ def _plan_marks(state: BlocksWorldState, goal: tuple[Fact, ...], reply: str, rep
     truth = explanation(state, goal, reply_format)
     if truth is not None:
         said = parsed.plan if parsed.status == "ok" else {}
-        said_sections = str(said.get("explanation", "")).split(STANDING_SEPARATOR)
-        for k, section in enumerate(truth.split(STANDING_SEPARATOR)):
-            marks[f"section{k}_exact"] = k < len(said_sections) and said_sections[k] == section
+        marks.update(_sections_exact(truth, str(said.get("explanation", ""))))
     return marks
+
+
+def _sections_exact(truth: str, said: str) -> dict[str, bool]:
+    """``section{k}_exact``: whether the k-th section (split at ``STANDING_SEPARATOR``) of ``said`` is
+    exactly the k-th of ``truth``."""
+    said_sections = said.split(STANDING_SEPARATOR)
+    return {
+        f"section{k}_exact": k < len(said_sections) and said_sections[k] == section
+        for k, section in enumerate(truth.split(STANDING_SEPARATOR))
+    }
 
 
 def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
@@ -250,7 +293,7 @@ def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
         replies = planner.replies([(state, goal) for state, goal, _ in chunk])
         for (state, goal, move), reply in zip(chunk, replies):
             if planner.reply_format in STEP_FORMATS:
-                marks = {"section0_exact": reply.strip() == answer(state, goal, move, planner.reply_format)}
+                marks = _sections_exact(answer(state, goal, move, planner.reply_format), reply.strip())
             else:
                 marks = _plan_marks(state, goal, reply, planner.reply_format)
             for key, value in marks.items():

@@ -6,6 +6,7 @@ construction and its scoring are checked here on the shipped demo model (seconds
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 import torch
 
 from dreamvlx.demo import shipped_model_dir
-from dreamvlx.envs.blocksworld.replies import goal_standing, parse_plan_reply
+from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing, parse_plan_reply
+from dreamvlx.envs.blocksworld.state import BlocksWorldState
 
 PROBE_DIR = Path(__file__).resolve().parents[2] / "experiments" / "demo_model"
 
@@ -38,22 +40,37 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
         points = list(probe.query_points(6, seed=3))
         for row, (problem, step) in zip(rows, points):
             user, reply = (turn["value"] for turn in row["conversations"])
-            assert user.startswith("Scene: c1: ")
+            state, goal = step.state, problem.goal
+            if reply_format in probe.PAIRED_FORMATS:  # each scene column, then the same goal column
+                assert "system" not in row
+                assert user == f"Scene = goal: {probe.paired_layout(state, goal)}"
+            elif reply_format == "standing-from-places":  # the comparison given, the standing asked
+                assert "system" not in row
+                assert user == f"Places: {goal_places(state, goal)}"
+            else:
+                assert user.startswith("Scene: c1: ")
             if reply_format == "tops-only":
                 assert "system" not in row  # the scene alone: no goal anywhere
-                assert reply == probe.column_tops(step.state)
-            elif reply_format == "standing-only":
-                assert row["system"].startswith("Goal: c1: ")
-                assert reply == goal_standing(step.state, problem.goal)
+                assert reply == probe.column_tops(state)
+            elif reply_format in ("standing-only", "standing-paired", "standing-from-places"):
+                assert reply == goal_standing(state, goal)
+            elif reply_format == "places-paired":
+                assert reply == STANDING_SEPARATOR.join(
+                    [goal_places(state, goal), goal_standing(state, goal)]
+                )
             else:
                 parsed = parse_plan_reply(reply)
                 assert parsed.status == "ok" and (parsed.block, parsed.column) == (
                     step.plan[0].block,
                     step.plan[0].column,
                 )
+                if reply_format != "move":
+                    assert parsed.plan["explanation"] == probe.explanation(state, goal, reply_format)
+            if reply_format == "standing-only":
+                assert row["system"].startswith("Goal: c1: ")
 
 
-@pytest.mark.parametrize("reply_format", ["tops-only", "tops"])
+@pytest.mark.parametrize("reply_format", ["tops-only", "places-paired", "tops"])
 def test_scores_are_rates_of_the_right_sections(probe, reply_format: str) -> None:
     torch.manual_seed(0)
     planner = probe.Planner(str(shipped_model_dir()), reply_format, canvas=72, steps=4)
@@ -62,10 +79,19 @@ def test_scores_are_rates_of_the_right_sections(probe, reply_format: str) -> Non
     forced = probe.teacher_forced(planner, queries)
     if reply_format == "tops-only":
         assert set(states) == {"section0_exact"} and set(forced) == {"section0"}
+    elif reply_format == "places-paired":  # a plain reply of two sections: each scored on its own
+        assert set(states) == {"section0_exact", "section1_exact"} and set(forced) == {"section0", "section1"}
     else:
         assert {"legal", "optimal", "constructive", "section0_exact", "section1_exact"} <= set(states)
         assert set(forced) == {"plan", "section0", "section1"}
     assert all(0.0 <= value <= 1.0 for value in [*states.values(), *forced.values()])
+
+
+def test_paired_layout_puts_each_goal_column_after_the_scene_column(probe) -> None:
+    state = BlocksWorldState.from_columns({"c1": ["r", "g"], "c2": ["b"], "c3": []})
+    goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))
+    expected = "c1: r g - = r - - | c2: b - - = - - - | c3: - - - = b g -"
+    assert probe.paired_layout(state, goal) == expected
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:
@@ -102,3 +128,25 @@ def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe
         '"}]}',
     ]
     assert probe._decision_tokens(plan, plain=False) == {"section0": [6], "section1": [10], "plan": [19, 26]}
+
+
+@pytest.mark.parametrize("attention", ["bidirectional", "causal"])
+def test_teacher_forcing_masks_only_for_the_diffusion_model(probe, tmp_path: Path, attention: str) -> None:
+    """The diffusion model gets the scored tokens masked; the AR control the true reply (its causal mask
+    already hides each token's future, and mask tokens in its past were never seen in training)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(shipped_model_dir(), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "attention": attention}))
+    planner = probe.Planner(str(model_dir), "places-paired", canvas=72, steps=4)
+    assert planner.model.config.is_causal == (attention == "causal")
+    seen: list[torch.Tensor] = []
+    forward = planner.model.forward
+    planner.model.forward = lambda *args, **kwargs: (
+        seen.append(kwargs["input_ids"]),
+        forward(*args, **kwargs),
+    )[1]
+    probe.teacher_forced(planner, probe.held_out(2, seed=5))
+    masked = [bool((ids == planner.model.config.mask_token_id).any()) for ids in seen]
+    assert len(seen) == 4  # two states, two sections each
+    assert all(masked) if attention == "bidirectional" else not any(masked)
