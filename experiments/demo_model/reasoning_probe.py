@@ -23,7 +23,9 @@ plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a 
 ``standing-only`` (goal and scene, the standing) and ``standing-paired`` (the standing, with every column of
 the goal written right after the same column of the scene, ``c1: r o - = r g - | ...``, so each word
 compares tokens a fixed, short distance apart instead of two layouts in the same notation), and
-``places-paired`` (the same prompt; the place-by-place comparison, then the standing) and
+``places-paired`` (the same prompt; the place-by-place comparison, then the standing), ``places-fixed``
+(the same with ``FIXED_SLOTS`` places in every column of every problem, so that a scene place and its goal
+place are the same distance apart in every sample, not 5, 7 or 8 tokens by the problem's size) and
 ``standing-from-places`` (the place-by-place comparison given in the prompt, the standing asked). They tell
 whether a step is learnable at all by this model, and the weights they leave are a curriculum's first
 stage for the plan formats.
@@ -81,8 +83,17 @@ from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_v
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
 PLAN_FORMATS = ("move", "standing", "places", "tops", "paired")
-STEP_FORMATS = ("tops-only", "standing-only", "standing-paired", "places-paired", "standing-from-places")
-PAIRED_FORMATS = ("standing-paired", "places-paired", "paired")
+STEP_FORMATS = (
+    "tops-only",
+    "standing-only",
+    "standing-paired",
+    "places-paired",
+    "places-fixed",
+    "standing-from-places",
+)
+PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired")
+FIXED_SLOTS = 6
+"""Places per column in ``places-fixed``: the most blocks of any split, so every problem has the same layout."""
 FORMATS = PLAN_FORMATS + STEP_FORMATS
 SPLITS = ("simple", "medium", "hard")
 
@@ -104,10 +115,11 @@ def explanation(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: s
     return STANDING_SEPARATOR.join(sections) if sections else None
 
 
-def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
-    """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``."""
+def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None = None) -> str:
+    """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``,
+    ``slots`` places per column (default one per block of the problem)."""
     wanted = dict(goal_layout(state.column_names, goal))
-    slots = len(state.blocks)
+    slots = slots or len(state.blocks)
 
     def places(stack) -> str:
         return " ".join([*stack, *["-"] * (slots - len(stack))])
@@ -115,6 +127,16 @@ def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     return " | ".join(
         f"{column}: {places(stack)} = {places(wanted[column])}" for column, stack in state.columns()
     )
+
+
+def fixed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """``goal_places`` with every column padded by ``-`` to ``FIXED_SLOTS`` places."""
+    if len(state.blocks) > FIXED_SLOTS:
+        raise ValueError(
+            f"places-fixed has {FIXED_SLOTS} places per column, the problem {len(state.blocks)} blocks"
+        )
+    padding = " -" * (FIXED_SLOTS - len(state.blocks))
+    return " | ".join(column + padding for column in goal_places(state, goal).split(" | "))
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
@@ -126,6 +148,8 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
         return None, scene
     if reply_format == "standing-from-places":
         return None, f"Places: {goal_places(state, goal)}"
+    if reply_format == "places-fixed":
+        return None, f"Scene = goal: {paired_layout(state, goal, FIXED_SLOTS)}"
     if reply_format in PAIRED_FORMATS:
         return None, f"Scene = goal: {paired_layout(state, goal)}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
@@ -134,13 +158,16 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
 def answer(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock, reply_format: str) -> str:
     """The training reply: a JSON plan of ``move`` with the format's explanation, or for the step formats
     the sections alone as plain text (``tops-only``: ``column_tops``; ``standing-only``, ``standing-paired``,
-    ``standing-from-places``: ``goal_standing``; ``places-paired``: ``goal_places``, then ``goal_standing``)."""
+    ``standing-from-places``: ``goal_standing``; ``places-paired``: ``goal_places``, then ``goal_standing``;
+    ``places-fixed``: ``fixed_places``, then ``goal_standing``)."""
     if reply_format == "tops-only":
         return column_tops(state)
     if reply_format in ("standing-only", "standing-paired", "standing-from-places"):
         return goal_standing(state, goal)
     if reply_format == "places-paired":
         return STANDING_SEPARATOR.join([goal_places(state, goal), goal_standing(state, goal)])
+    if reply_format == "places-fixed":
+        return STANDING_SEPARATOR.join([fixed_places(state, goal), goal_standing(state, goal)])
     return plan_reply([move], explanation(state, goal, reply_format))
 
 

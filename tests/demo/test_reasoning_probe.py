@@ -43,7 +43,8 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
             state, goal = step.state, problem.goal
             if reply_format in probe.PAIRED_FORMATS:  # each scene column, then the same goal column
                 assert "system" not in row
-                assert user == f"Scene = goal: {probe.paired_layout(state, goal)}"
+                slots = probe.FIXED_SLOTS if reply_format == "places-fixed" else None
+                assert user == f"Scene = goal: {probe.paired_layout(state, goal, slots)}"
             elif reply_format == "standing-from-places":  # the comparison given, the standing asked
                 assert "system" not in row
                 assert user == f"Places: {goal_places(state, goal)}"
@@ -58,6 +59,10 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert reply == STANDING_SEPARATOR.join(
                     [goal_places(state, goal), goal_standing(state, goal)]
                 )
+            elif reply_format == "places-fixed":
+                places = probe.fixed_places(state, goal)
+                assert all(len(column.split()) == 1 + probe.FIXED_SLOTS for column in places.split(" | "))
+                assert reply == STANDING_SEPARATOR.join([places, goal_standing(state, goal)])
             else:
                 parsed = parse_plan_reply(reply)
                 assert parsed.status == "ok" and (parsed.block, parsed.column) == (
@@ -92,6 +97,8 @@ def test_paired_layout_puts_each_goal_column_after_the_scene_column(probe) -> No
     goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))
     expected = "c1: r g - = r - - | c2: b - - = - - - | c3: - - - = b g -"
     assert probe.paired_layout(state, goal) == expected
+    assert probe.paired_layout(state, goal, 4).startswith("c1: r g - - = r - - - | c2: b - - - = ")
+    assert probe.fixed_places(state, goal) == "c1: - no - - - - | c2: no - - - - - | c3: b g - - - -"
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:
