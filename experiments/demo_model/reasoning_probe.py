@@ -16,11 +16,11 @@ Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
   move is a standing letter that is also a top;
 - ``paired``: the prompt of ``standing-paired`` (no goal in the system turn: scene and goal column by
   column), the reply the place-by-place comparison, the standing and the tops: every step but the last
-  compares tokens a fixed distance apart.
+  compares tokens a short distance apart.
 
 The step formats train one step of that reasoning alone, the reply being the section as plain text (no
 plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup),
-``standing-only`` (goal and scene, the standing) and ``standing-paired`` (the standing, with every column of
+``standing-only`` (goal and scene, the standing), ``standing-paired`` (the standing, with every column of
 the goal written right after the same column of the scene, ``c1: r o - = r g - | ...``, so each word
 compares tokens a fixed, short distance apart instead of two layouts in the same notation), and
 ``places-paired`` (the same prompt; the place-by-place comparison, then the standing), ``places-fixed``
@@ -312,7 +312,7 @@ def _sections_exact(truth: str, said: str) -> dict[str, bool]:
 
 def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
     """Free generation on held-out states: for the plan formats the move's quality and each section's
-    exactness (``_plan_marks``), for the step formats whether the reply is exactly the section."""
+    exactness (``_plan_marks``), for the step formats whether each section of the reply is exactly right."""
     count = len(queries)
     tally: dict[str, float] = {}
     for start in tqdm(range(0, count, batch), desc="held-out states"):
