@@ -37,9 +37,10 @@ Usage::
     python experiments/demo_model/reasoning_probe.py eval RUN/final --format tops --out probe.json
 
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
-right; for the step formats whether the reply is exactly right), measures each section's decision tokens
-teacher-forced (the rest of the true reply given), and for the plan formats plays the 75 ViPlan problems in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30)
-with the true scene given as text at every step, with the demo's decoding (8 steps, ``entropy`` order).
+right; for the step formats each section of the reply), measures each section's decision tokens
+teacher-forced (the rest of the true reply given), and for the plan formats plays the 75 ViPlan problems
+in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
+as text at every step, with the demo's decoding (8 steps, ``entropy`` order).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from dreamvlx.envs.blocksworld.datagen import (
 )
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
-from dreamvlx.envs.blocksworld.prompts import Messages, goal_layout, goal_text
+from dreamvlx.envs.blocksworld.prompts import Messages, goal_layout, goal_text, layout_text
 from dreamvlx.envs.blocksworld.replies import (
     STANDING_SEPARATOR,
     goal_places,
@@ -103,40 +104,45 @@ def column_tops(state: BlocksWorldState) -> str:
     return " | ".join(f"{column} {stack[-1] if stack else '-'}" for column, stack in state.columns())
 
 
-def explanation(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> str | None:
-    """The explanation of ``reply_format`` for ``state`` (None for ``move``)."""
-    sections = {
+def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str]:
+    """The reply sections of ``reply_format`` for ``state``: a plan format's explanation (none for ``move``),
+    or what a step format writes as plain text."""
+    standing = goal_standing(state, goal)
+    places = goal_places(state, goal, format_slots(reply_format))
+    tops = column_tops(state)
+    return {
         "move": [],
-        "standing": [goal_standing(state, goal)],
-        "places": [goal_places(state, goal), goal_standing(state, goal)],
-        "tops": [goal_standing(state, goal), column_tops(state)],
-        "paired": [goal_places(state, goal), goal_standing(state, goal), column_tops(state)],
+        "standing": [standing],
+        "places": [places, standing],
+        "tops": [standing, tops],
+        "paired": [places, standing, tops],
+        "tops-only": [tops],
+        "standing-only": [standing],
+        "standing-paired": [standing],
+        "places-paired": [places, standing],
+        "places-fixed": [places, standing],
+        "standing-from-places": [standing],
     }[reply_format]
-    return STANDING_SEPARATOR.join(sections) if sections else None
+
+
+def explanation(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> str | None:
+    """The explanation of a plan format ``reply_format`` for ``state`` (None for ``move``)."""
+    return STANDING_SEPARATOR.join(sections(state, goal, reply_format)) or None
+
+
+def format_slots(reply_format: str) -> int | None:
+    """Places per column of the format's layouts: ``FIXED_SLOTS`` for ``places-fixed``, else None (one per
+    block of the problem)."""
+    return FIXED_SLOTS if reply_format == "places-fixed" else None
 
 
 def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None = None) -> str:
     """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``,
     ``slots`` places per column (default one per block of the problem)."""
-    wanted = dict(goal_layout(state.column_names, goal))
     slots = slots or len(state.blocks)
-
-    def places(stack) -> str:
-        return " ".join([*stack, *["-"] * (slots - len(stack))])
-
-    return " | ".join(
-        f"{column}: {places(stack)} = {places(wanted[column])}" for column, stack in state.columns()
-    )
-
-
-def fixed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
-    """``goal_places`` with every column padded by ``-`` to ``FIXED_SLOTS`` places."""
-    if len(state.blocks) > FIXED_SLOTS:
-        raise ValueError(
-            f"places-fixed has {FIXED_SLOTS} places per column, the problem {len(state.blocks)} blocks"
-        )
-    padding = " -" * (FIXED_SLOTS - len(state.blocks))
-    return " | ".join(column + padding for column in goal_places(state, goal).split(" | "))
+    scene = layout_text(list(state.columns()), slots).split(" | ")
+    wanted = layout_text(goal_layout(state.column_names, goal), slots).split(" | ")
+    return " | ".join(f"{here} = {there.split(': ', 1)[1]}" for here, there in zip(scene, wanted))
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
@@ -148,26 +154,16 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
         return None, scene
     if reply_format == "standing-from-places":
         return None, f"Places: {goal_places(state, goal)}"
-    if reply_format == "places-fixed":
-        return None, f"Scene = goal: {paired_layout(state, goal, FIXED_SLOTS)}"
     if reply_format in PAIRED_FORMATS:
-        return None, f"Scene = goal: {paired_layout(state, goal)}"
+        return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
 
 
 def answer(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock, reply_format: str) -> str:
     """The training reply: a JSON plan of ``move`` with the format's explanation, or for the step formats
-    the sections alone as plain text (``tops-only``: ``column_tops``; ``standing-only``, ``standing-paired``,
-    ``standing-from-places``: ``goal_standing``; ``places-paired``: ``goal_places``, then ``goal_standing``;
-    ``places-fixed``: ``fixed_places``, then ``goal_standing``)."""
-    if reply_format == "tops-only":
-        return column_tops(state)
-    if reply_format in ("standing-only", "standing-paired", "standing-from-places"):
-        return goal_standing(state, goal)
-    if reply_format == "places-paired":
-        return STANDING_SEPARATOR.join([goal_places(state, goal), goal_standing(state, goal)])
-    if reply_format == "places-fixed":
-        return STANDING_SEPARATOR.join([fixed_places(state, goal), goal_standing(state, goal)])
+    their ``sections`` as plain text."""
+    if reply_format in STEP_FORMATS:
+        return STANDING_SEPARATOR.join(sections(state, goal, reply_format))
     return plan_reply([move], explanation(state, goal, reply_format))
 
 

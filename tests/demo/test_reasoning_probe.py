@@ -43,7 +43,7 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
             state, goal = step.state, problem.goal
             if reply_format in probe.PAIRED_FORMATS:  # each scene column, then the same goal column
                 assert "system" not in row
-                slots = probe.FIXED_SLOTS if reply_format == "places-fixed" else None
+                slots = probe.format_slots(reply_format)
                 assert user == f"Scene = goal: {probe.paired_layout(state, goal, slots)}"
             elif reply_format == "standing-from-places":  # the comparison given, the standing asked
                 assert "system" not in row
@@ -60,7 +60,7 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                     [goal_places(state, goal), goal_standing(state, goal)]
                 )
             elif reply_format == "places-fixed":
-                places = probe.fixed_places(state, goal)
+                places = goal_places(state, goal, probe.FIXED_SLOTS)
                 assert all(len(column.split()) == 1 + probe.FIXED_SLOTS for column in places.split(" | "))
                 assert reply == STANDING_SEPARATOR.join([places, goal_standing(state, goal)])
             else:
@@ -98,7 +98,11 @@ def test_paired_layout_puts_each_goal_column_after_the_scene_column(probe) -> No
     expected = "c1: r g - = r - - | c2: b - - = - - - | c3: - - - = b g -"
     assert probe.paired_layout(state, goal) == expected
     assert probe.paired_layout(state, goal, 4).startswith("c1: r g - - = r - - - | c2: b - - - = ")
-    assert probe.fixed_places(state, goal) == "c1: - no - - - - | c2: no - - - - - | c3: b g - - - -"
+    assert (
+        goal_places(state, goal, probe.FIXED_SLOTS) == "c1: - no - - - - | c2: no - - - - - | c3: b g - - - -"
+    )
+    with pytest.raises(ValueError, match="cannot hold the problem's 3 blocks"):
+        goal_places(state, goal, 2)
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:

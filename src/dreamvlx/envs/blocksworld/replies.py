@@ -187,7 +187,7 @@ def goal_standing(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
     return " | ".join(words)
 
 
-def goal_places(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
+def goal_places(state: BlocksWorldState, goal: Sequence[Fact], slots: int | None = None) -> str:
     """The scene compared with a complete goal place by place, in the ``"slots"`` notation (one place per
     block of the problem in every column): ``-`` where scene and goal agree (the same block, or both
     empty), ``no`` where the scene has a block the goal does not want there, the goal's block where the
@@ -197,9 +197,12 @@ def goal_places(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
     Every word depends on one place of the scene and the same place of the goal, which sit at fixed
     distances from it in the sequence (the slots notation keeps every column's places at fixed positions),
     so each is a two-input lookup; a column's standing (``goal_standing``) is then its first word that is
-    not ``-``."""
+    not ``-``. ``slots`` sets the places per column (default one per block); fewer than the problem's
+    blocks is a ValueError."""
     layout = dict(goal_layout(state.column_names, goal))
-    slots = len(state.blocks)
+    slots = len(state.blocks) if slots is None else slots
+    if slots < len(state.blocks):
+        raise ValueError(f"{slots} places per column cannot hold the problem's {len(state.blocks)} blocks")
     rows = []
     for column, stack in state.columns():
         scene_places = [*stack, *[None] * (slots - len(stack))]
