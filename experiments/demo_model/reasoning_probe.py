@@ -16,19 +16,23 @@ Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
   move is a standing letter that is also a top;
 - ``paired``: the prompt of ``standing-paired`` (no goal in the system turn: scene and goal column by
   column), the reply the place-by-place comparison, the standing and the tops: every step but the last
-  compares tokens a short distance apart.
+  compares tokens a short distance apart;
+- ``interleaved``: the prompt of ``standing-interleaved`` (each scene place beside its goal place), the
+  reply the standing and the tops.
 
 The step formats train one step of that reasoning alone, the reply being the section as plain text (no
 plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup),
 ``standing-only`` (goal and scene, the standing), ``standing-paired`` (the standing, with every column of
 the goal written right after the same column of the scene, ``c1: r o - = r g - | ...``, so each word
-compares tokens a fixed, short distance apart instead of two layouts in the same notation), and
+compares tokens a fixed, short distance apart instead of two layouts in the same notation),
 ``places-paired`` (the same prompt; the place-by-place comparison, then the standing), ``places-fixed``
 (the same with ``FIXED_SLOTS`` places in every column of every problem, so that a scene place and its goal
-place are the same distance apart in every sample, not 5, 7 or 8 tokens by the problem's size) and
-``standing-from-places`` (the place-by-place comparison given in the prompt, the standing asked). They tell
-whether a step is learnable at all by this model, and the weights they leave are a curriculum's first
-stage for the plan formats.
+place are the same distance apart in every sample, not 5, 7 or 8 tokens by the problem's size),
+``standing-from-places`` (the place-by-place comparison given in the prompt, the standing asked) and
+``standing-interleaved`` (every scene place written beside the goal's same place, ``c1: r=r o=g -=- |
+...``, the standing asked: each place's comparison is of two adjacent tokens, and a column is found by its
+name, with no place to locate by position). They tell whether a step is learnable at all by this model,
+and the weights they leave are a curriculum's first stage for the plan formats.
 
 Usage::
 
@@ -83,7 +87,7 @@ from dreamvlx.evals.viplan.querying import ImageSource
 from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
-PLAN_FORMATS = ("move", "standing", "places", "tops", "paired")
+PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved")
 STEP_FORMATS = (
     "tops-only",
     "standing-only",
@@ -91,8 +95,10 @@ STEP_FORMATS = (
     "places-paired",
     "places-fixed",
     "standing-from-places",
+    "standing-interleaved",
 )
 PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired")
+INTERLEAVED_FORMATS = ("standing-interleaved", "interleaved")
 FIXED_SLOTS = 6
 """Places per column in ``places-fixed``: the most blocks of any split, so every problem has the same layout."""
 FORMATS = PLAN_FORMATS + STEP_FORMATS
@@ -116,12 +122,14 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "places": [places, standing],
         "tops": [standing, tops],
         "paired": [places, standing, tops],
+        "interleaved": [standing, tops],
         "tops-only": [tops],
         "standing-only": [standing],
         "standing-paired": [standing],
         "places-paired": [places, standing],
         "places-fixed": [places, standing],
         "standing-from-places": [standing],
+        "standing-interleaved": [standing],
     }[reply_format]
 
 
@@ -136,19 +144,45 @@ def format_slots(reply_format: str) -> int | None:
     return FIXED_SLOTS if reply_format == "places-fixed" else None
 
 
-def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None = None) -> str:
-    """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``,
+def _column_places(
+    state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None
+) -> list[tuple[str, list[str], list[str]]]:
+    """``(column, scene places, goal places)`` per column in the slots notation (``-`` for an empty place),
     ``slots`` places per column (default one per block of the problem)."""
     slots = slots or len(state.blocks)
     scene = layout_text(list(state.columns()), slots).split(" | ")
     wanted = layout_text(goal_layout(state.column_names, goal), slots).split(" | ")
-    return " | ".join(f"{here} = {there.split(': ', 1)[1]}" for here, there in zip(scene, wanted))
+    rows = []
+    for here, there in zip(scene, wanted):
+        column, here_places = here.split(": ", 1)
+        rows.append((column, here_places.split(), there.split(": ", 1)[1].split()))
+    return rows
+
+
+def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None = None) -> str:
+    """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``,
+    ``slots`` places per column (default one per block of the problem)."""
+    return " | ".join(
+        f"{column}: {' '.join(here)} = {' '.join(there)}"
+        for column, here, there in _column_places(state, goal, slots)
+    )
+
+
+def interleaved_layout(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """Scene and goal place by place, each scene place beside the goal's same place: ``c1: r=r o=g -=- |
+    c2: -=- -=- -=-``. A column's standing is then a function of its own adjacent pairs, found by the
+    column's name (content), with no place to locate by its position in the column."""
+    return " | ".join(
+        f"{column}: {' '.join(f'{a}={b}' for a, b in zip(here, there))}"
+        for column, here, there in _column_places(state, goal, None)
+    )
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
     """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
-    alone, the paired formats scene and goal column by column (``paired_layout``), ``standing-from-places``
-    the place-by-place comparison alone (system None: the chat template's default system message)."""
+    alone, the paired formats scene and goal column by column (``paired_layout``), the interleaved formats
+    place by place (``interleaved_layout``), ``standing-from-places`` the place-by-place comparison alone
+    (system None: the chat template's default system message)."""
     scene = f"Scene: {state_explanation(state, 'slots')}"
     if reply_format == "tops-only":
         return None, scene
@@ -156,6 +190,8 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
         return None, f"Places: {goal_places(state, goal)}"
     if reply_format in PAIRED_FORMATS:
         return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
+    if reply_format in INTERLEAVED_FORMATS:
+        return None, f"Scene=goal: {interleaved_layout(state, goal)}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
 
 

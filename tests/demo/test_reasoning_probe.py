@@ -45,6 +45,9 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert "system" not in row
                 slots = probe.format_slots(reply_format)
                 assert user == f"Scene = goal: {probe.paired_layout(state, goal, slots)}"
+            elif reply_format in probe.INTERLEAVED_FORMATS:  # each scene place beside its goal place
+                assert "system" not in row
+                assert user == f"Scene=goal: {probe.interleaved_layout(state, goal)}"
             elif reply_format == "standing-from-places":  # the comparison given, the standing asked
                 assert "system" not in row
                 assert user == f"Places: {goal_places(state, goal)}"
@@ -53,7 +56,12 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
             if reply_format == "tops-only":
                 assert "system" not in row  # the scene alone: no goal anywhere
                 assert reply == probe.column_tops(state)
-            elif reply_format in ("standing-only", "standing-paired", "standing-from-places"):
+            elif reply_format in (
+                "standing-only",
+                "standing-paired",
+                "standing-from-places",
+                "standing-interleaved",
+            ):
                 assert reply == goal_standing(state, goal)
             elif reply_format == "places-paired":
                 assert reply == STANDING_SEPARATOR.join(
@@ -92,7 +100,7 @@ def test_scores_are_rates_of_the_right_sections(probe, reply_format: str) -> Non
     assert all(0.0 <= value <= 1.0 for value in [*states.values(), *forced.values()])
 
 
-def test_paired_layout_puts_each_goal_column_after_the_scene_column(probe) -> None:
+def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
     state = BlocksWorldState.from_columns({"c1": ["r", "g"], "c2": ["b"], "c3": []})
     goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))
     expected = "c1: r g - = r - - | c2: b - - = - - - | c3: - - - = b g -"
@@ -103,6 +111,8 @@ def test_paired_layout_puts_each_goal_column_after_the_scene_column(probe) -> No
     )
     with pytest.raises(ValueError, match="cannot hold the problem's 3 blocks"):
         goal_places(state, goal, 2)
+    assert probe.interleaved_layout(state, goal) == "c1: r=r g=- -=- | c2: b=- -=- -=- | c3: -=b -=g -=-"
+    assert probe.explanation(state, goal, "interleaved") == "c1 no | c2 no | c3 b ; c1 g | c2 b | c3 -"
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:

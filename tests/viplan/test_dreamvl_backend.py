@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from dreamvlx.config import DreamVLConfig
 from dreamvlx.envs.blocksworld import asset_dir, grounding_prompt, load_split, planning_prompt
@@ -30,6 +31,9 @@ def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     )
     config = DreamVLConfig.tiny(vocab_size=len(tokenizer) - 24 + 32, attention=request.param)
     folder = tmp_path_factory.mktemp(f"ckpt_{request.param}")
+    # a fixed draw: the random model's logits are nearly flat, so which draw has near-ties that the padding's
+    # rounding can flip must not change from run to run
+    torch.manual_seed(0)
     DreamVL(config).save_pretrained(folder)
     images = DreamVLImageProcessor(ImageProcessorConfig(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16))
     DreamVLProcessor(images, tokenizer).save_pretrained(folder)

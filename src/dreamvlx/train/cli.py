@@ -32,6 +32,24 @@ def parse_config(argv: list[str]) -> TrainConfig:
     return cfg
 
 
+def separator_ids(separator: str | None, tokenizer, dataset, checked: int = 16) -> tuple[int, ...] | None:
+    """The token ids of ``objective.prefix_separator`` (None when unset). A separator that occurs in the
+    reply of none of the first ``checked`` samples is a ValueError: every cut would silently be skipped."""
+    if separator is None:
+        return None
+    from dreamvlx.train.objectives import IGNORE_INDEX, cut_points
+
+    ids = tuple(tokenizer.encode(separator))
+    for index in range(min(checked, len(dataset))):
+        item = dataset[index]
+        if cut_points(item["input_ids"], item["labels"] != IGNORE_INDEX, ids):
+            return ids
+    raise ValueError(
+        f"objective.prefix_separator {separator!r} (token ids {list(ids)}) occurs in the reply of none of "
+        f"the first {min(checked, len(dataset))} samples of data.train_json"
+    )
+
+
 def run(cfg: TrainConfig, until_step: int | None = None):  # -> TrainResult
     """Build processor, model and data for ``cfg`` and train (see :meth:`Trainer.train` for ``until_step``)."""
     from dreamvlx.data.conversations import ConversationCollator, ConversationDataset, load_samples
@@ -46,6 +64,7 @@ def run(cfg: TrainConfig, until_step: int | None = None):  # -> TrainResult
     )
     from dreamvlx.train.distributed import barrier, init_distributed, wrap_model
     from dreamvlx.train.freezing import apply_freeze_recipe
+    from dreamvlx.train.objectives import build_objective
     from dreamvlx.train.trainer import Trainer
 
     info = init_distributed(cfg.run.device)
@@ -95,6 +114,12 @@ def run(cfg: TrainConfig, until_step: int | None = None):  # -> TrainResult
         info,
         mask_token_id=processor.tokenizer.special_ids.mask,
         save_extra=processor.save_pretrained,
+        objective=build_objective(
+            cfg.objective,
+            processor.tokenizer.special_ids.mask,
+            cfg.run.seed,
+            separator_ids(cfg.objective.prefix_separator, processor.tokenizer, dataset),
+        ),
     )
     return trainer.train(until_step)
 

@@ -63,6 +63,14 @@ class ObjectiveSection:
     weighting: Literal["cart", "inverse_t", "none"] = "cart"
     cart_p: float = 0.1
     eps: float = 1e-3
+    # Given-prefix samples (diffusion only; 0 = the official noising): with this probability a sample's
+    # supervised tokens are cut in two at a random point, the part before the cut given clean (neither
+    # masked nor scored) and the part after noised as usual, so that a later step of a reasoning reply is
+    # trained with the earlier steps it depends on in view (dreamvlx.train.objectives.prefix_cut).
+    prefix_prob: float = 0.0
+    # Cut only right after an occurrence of this text in the reply (a section separator such as " ;");
+    # None cuts before any supervised token but the first.
+    prefix_separator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,5 +146,14 @@ class TrainConfig:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.optim.warmup_ratio}")
         if self.data.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.data.num_workers}")
+        if not 0.0 <= self.objective.prefix_prob <= 1.0:
+            raise ValueError(f"objective.prefix_prob must be in [0, 1], got {self.objective.prefix_prob}")
+        if self.objective.prefix_prob > 0 and self.objective.kind != "diffusion":
+            raise ValueError(
+                "objective.prefix_prob applies to the diffusion objective only (the AR control "
+                "already sees every earlier token)"
+            )
+        if self.objective.prefix_separator == "":
+            raise ValueError("objective.prefix_separator is empty: give the separator text or leave it unset")
         if not self.data.train_json:
             raise ValueError("data.train_json is empty: give --data.train_json PATH")
