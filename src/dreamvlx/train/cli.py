@@ -64,7 +64,6 @@ def run(cfg: TrainConfig, until_step: int | None = None):  # -> TrainResult
     )
     from dreamvlx.train.distributed import barrier, init_distributed, wrap_model
     from dreamvlx.train.freezing import apply_freeze_recipe
-    from dreamvlx.train.objectives import build_objective
     from dreamvlx.train.trainer import Trainer
 
     info = init_distributed(cfg.run.device)
@@ -114,12 +113,7 @@ def run(cfg: TrainConfig, until_step: int | None = None):  # -> TrainResult
         info,
         mask_token_id=processor.tokenizer.special_ids.mask,
         save_extra=processor.save_pretrained,
-        objective=build_objective(
-            cfg.objective,
-            processor.tokenizer.special_ids.mask,
-            cfg.run.seed,
-            separator_ids(cfg.objective.prefix_separator, processor.tokenizer, dataset),
-        ),
+        separator_ids=separator_ids(cfg.objective.prefix_separator, processor.tokenizer, dataset),
     )
     return trainer.train(until_step)
 

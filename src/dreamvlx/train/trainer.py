@@ -85,6 +85,7 @@ class Trainer:
         mask_token_id: int,
         save_extra: Callable[[Path], None] | None = None,
         objective: Any = None,
+        separator_ids: tuple[int, ...] | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -95,7 +96,10 @@ class Trainer:
         self.out_dir = Path(cfg.run.out_dir)
         # any object with prepare(batch, step) -> PreparedBatch and loss_sum(model, prepared) (e.g. the
         # VLA objectives of dreamvlx.vla.objectives); default: the language-model objective of cfg
-        self.objective = objective or build_objective(cfg.objective, mask_token_id, cfg.run.seed)
+        # (separator_ids: the token ids of cfg.objective.prefix_separator)
+        self.objective = objective or build_objective(
+            cfg.objective, mask_token_id, cfg.run.seed, separator_ids
+        )
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim)
         self.sampler = ResumableBatchSampler(
