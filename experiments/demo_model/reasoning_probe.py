@@ -18,7 +18,9 @@ Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
   column), the reply the place-by-place comparison, the standing and the tops: every step but the last
   compares tokens a short distance apart;
 - ``interleaved``: the prompt of ``standing-interleaved`` (each scene place beside its goal place), the
-  reply the standing and the tops.
+  reply the standing and the tops;
+- ``keyed``: the prompt of ``places-keyed`` (a key letter before every scene place and its goal place), the
+  reply the keyed place-by-place comparison, the standing and the tops.
 
 The step formats train one step of that reasoning alone, the reply being the section as plain text (no
 plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup),
@@ -31,7 +33,11 @@ place are the same distance apart in every sample, not 5, 7 or 8 tokens by the p
 ``standing-from-places`` (the place-by-place comparison given in the prompt, the standing asked) and
 ``standing-interleaved`` (every scene place written beside the goal's same place, ``c1: r=r o=g -=- |
 ...``, the standing asked: each place's comparison is of two adjacent tokens, and a column is found by its
-name, with no place to locate by position). They tell whether a step is learnable at all by this model,
+name, with no place to locate by position), ``places-interleaved`` (scene and goal place by place as
+separate tokens, ``c1: r = r o = g``; the place-by-place comparison, then the standing) and ``places-keyed``
+(the same with a key letter before every place, ``c1: A r = r B o = g | c2: C - = - ...``, and before every
+word of the comparison, ``c1: A - B no | ...``, so a place is found by the content of its key instead of
+its position). They tell whether a step is learnable at all by this model,
 and the weights they leave are a curriculum's first stage for the plan formats.
 
 Usage::
@@ -44,13 +50,15 @@ Usage::
 right; for the step formats each section of the reply), measures each section's decision tokens
 teacher-forced (the rest of the true reply given), and for the plan formats plays the 75 ViPlan problems
 in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
-as text at every step, with the demo's decoding (8 steps, ``entropy`` order).
+as text at every step, with the demo's decoding (8 steps, ``entropy`` order); ``--staged`` decodes the reply one section at a time
+(``generate_in_sections``), each after the sections before it, as given-prefix runs are trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,10 +92,17 @@ from dreamvlx.evals.viplan.backends import EpisodeInfo
 from dreamvlx.evals.viplan.metrics import planning_metrics
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, run_planning_episode
 from dreamvlx.evals.viplan.querying import ImageSource
-from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
+from dreamvlx.inference import (
+    build_prompt_batch,
+    generate_in_sections,
+    generate_tokens,
+    load_dream_vl,
+    reply_text,
+)
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
-PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved")
+PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved", "keyed")
+KEYED_FORMATS = ("places-keyed", "keyed")
 STEP_FORMATS = (
     "tops-only",
     "standing-only",
@@ -96,9 +111,13 @@ STEP_FORMATS = (
     "places-fixed",
     "standing-from-places",
     "standing-interleaved",
+    "places-interleaved",
+    "places-keyed",
 )
 PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired")
 INTERLEAVED_FORMATS = ("standing-interleaved", "interleaved")
+PLACE_KEYS = string.ascii_uppercase
+"""One key letter per place in ``places-keyed``: 26 >= the largest split's 25 places (5 columns x 5 blocks)."""
 FIXED_SLOTS = 6
 """Places per column in ``places-fixed``: the most blocks of any split, so every problem has the same layout."""
 FORMATS = PLAN_FORMATS + STEP_FORMATS
@@ -114,7 +133,11 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
     """The reply sections of ``reply_format`` for ``state``: a plan format's explanation (none for ``move``),
     or what a step format writes as plain text."""
     standing = goal_standing(state, goal)
-    places = goal_places(state, goal, format_slots(reply_format))
+    places = (
+        keyed_places(state, goal)
+        if reply_format in KEYED_FORMATS
+        else goal_places(state, goal, format_slots(reply_format))
+    )
     tops = column_tops(state)
     return {
         "move": [],
@@ -123,6 +146,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "tops": [standing, tops],
         "paired": [places, standing, tops],
         "interleaved": [standing, tops],
+        "keyed": [places, standing, tops],
         "tops-only": [tops],
         "standing-only": [standing],
         "standing-paired": [standing],
@@ -130,6 +154,8 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "places-fixed": [places, standing],
         "standing-from-places": [standing],
         "standing-interleaved": [standing],
+        "places-interleaved": [places, standing],
+        "places-keyed": [places, standing],
     }[reply_format]
 
 
@@ -178,6 +204,29 @@ def interleaved_layout(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     )
 
 
+def spaced_pairs_layout(state: BlocksWorldState, goal: tuple[Fact, ...], keyed: bool) -> str:
+    """Scene and goal place by place as separate tokens, ``c1: r = r o = g - = - | ...`` (``interleaved_layout``
+    glues ``r=r``, so its goal letters are other token ids than the reply's `` r``); with ``keyed`` a key
+    letter (``PLACE_KEYS``, one per place, running across the columns) before every place, ``c1: A r = r B
+    o = g | c2: C - = - ...``, so that a place is found by its key's content instead of its position."""
+    keys = iter(PLACE_KEYS)
+    return " | ".join(
+        f"{column}: " + " ".join(f"{next(keys) + ' ' if keyed else ''}{a} = {b}" for a, b in zip(here, there))
+        for column, here, there in _column_places(state, goal, None)
+    )
+
+
+def keyed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """``goal_places`` with each place's key of ``spaced_pairs_layout`` before its word: ``c1: A - B no |
+    c2: C g D -``."""
+    keys = iter(PLACE_KEYS)
+    columns = []
+    for column_text in goal_places(state, goal).split(" | "):
+        column, words = column_text.split(": ", 1)
+        columns.append(f"{column}: " + " ".join(f"{next(keys)} {word}" for word in words.split()))
+    return " | ".join(columns)
+
+
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
     """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
     alone, the paired formats scene and goal column by column (``paired_layout``), the interleaved formats
@@ -192,6 +241,8 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
         return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
     if reply_format in INTERLEAVED_FORMATS:
         return None, f"Scene=goal: {interleaved_layout(state, goal)}"
+    if reply_format in ("places-interleaved", *KEYED_FORMATS):
+        return None, f"Scene = goal: {spaced_pairs_layout(state, goal, reply_format in KEYED_FORMATS)}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
 
 
@@ -236,9 +287,11 @@ class Planner:
 
     needs_image = False
 
-    def __init__(self, model_dir: str, reply_format: str, canvas: int, steps: int) -> None:
+    def __init__(
+        self, model_dir: str, reply_format: str, canvas: int, steps: int, staged: bool = False
+    ) -> None:
         self.model, self.processor = load_dream_vl(model_dir)
-        self.reply_format, self.canvas, self.steps = reply_format, canvas, steps
+        self.reply_format, self.canvas, self.steps, self.staged = reply_format, canvas, steps, staged
         self._episode: EpisodeInfo | None = None
 
     def begin_episode(self, episode: EpisodeInfo) -> None:
@@ -257,8 +310,15 @@ class Planner:
             turns = [{"role": "system", "content": system}] if system is not None else []
             messages.append([*turns, {"role": "user", "content": user}])
         inputs = build_prompt_batch(self.processor, [[] for _ in queries], messages)
-        out = generate_tokens(self.model, inputs, max_new_tokens=self.canvas, steps=self.steps, alg="entropy")
-        return [reply_text(self.processor.tokenizer, row.tolist()) for row in out.tokens]
+        decoding = {"max_new_tokens": self.canvas, "steps": self.steps, "alg": "entropy"}
+        if self.staged:
+            tokenizer = self.processor.tokenizer
+            separator = tokenizer.encode(STANDING_SEPARATOR.rstrip())
+            pad = tokenizer.special_ids.endoftext
+            tokens = generate_in_sections(self.model, inputs, separator, pad_id=pad, **decoding)
+        else:
+            tokens = generate_tokens(self.model, inputs, **decoding).tokens
+        return [reply_text(self.processor.tokenizer, row.tolist()) for row in tokens]
 
 
 def held_out(count: int, seed: int) -> list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]]:
@@ -395,19 +455,25 @@ def main() -> None:
     eval_parser.add_argument("--steps", type=int, default=8)
     eval_parser.add_argument("--batch", type=int, default=25)
     eval_parser.add_argument("--forced", type=int, default=100, help="held-out states scored teacher-forced")
+    eval_parser.add_argument(
+        "--staged",
+        action="store_true",
+        help="decode the reply one section at a time (generate_in_sections at ' ;'), as given-prefix runs train it",
+    )
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "make":
         make(args.out, args.format, args.samples, args.seed)
         return
     torch.manual_seed(0)
-    planner = Planner(args.model, args.format, args.canvas, args.steps)
+    planner = Planner(args.model, args.format, args.canvas, args.steps, args.staged)
     queries = held_out(args.states, args.seed)
     report: dict = {
         "model": args.model,
         "format": args.format,
         "canvas": args.canvas,
         "steps": args.steps,
+        "staged": args.staged,
         "held_out_states": args.states,
         "states": score_states(planner, queries, args.batch),
         "teacher_forced": teacher_forced(planner, queries[: args.forced]),

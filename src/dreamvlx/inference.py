@@ -9,6 +9,8 @@
 - :func:`generate_tokens`: masked-diffusion decoding (``DreamVL.diffusion_generate``) for bidirectional
   checkpoints, autoregressive decoding (``DreamVL.ar_generate``) for causal ones (the AR control), optionally with
   the step that produced each token;
+- :func:`generate_in_sections`: diffusion decoding one reply section at a time, each after the sections
+  before it (the inference side of the trainer's given-prefix samples);
 - :func:`reply_text` / :func:`token_texts`: decoded replies (cut at the first stop string, the official
   post-processing) and per-token strings.
 """
@@ -90,14 +92,8 @@ def build_prompt_batch(
         query_counts = counts[offset : offset + len(query_images)]
         prompts.append(build_generation_prompt(turns, processor.tokenizer, query_counts, system))
         offset += len(query_images)
-    length = max(len(p) for p in prompts)
-    pad = processor.tokenizer.special_ids.endoftext
-    input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, length - len(prompt) :] = prompt
-        attention_mask[row, length - len(prompt) :] = 1
-    result = {"input_ids": input_ids, "attention_mask": attention_mask, **result}
+    rows = [torch.as_tensor(prompt, dtype=torch.long) for prompt in prompts]
+    result = {**left_padded(rows, processor.tokenizer.special_ids.endoftext), **result}
     return {key: value.to(device) for key, value in result.items()}
 
 
@@ -159,6 +155,92 @@ def generate_tokens(
     if history:
         steps = commit_steps(output.history, prompt, model.config.mask_token_id)[:, prompt.shape[1] :]
     return GeneratedTokens(tokens, steps)
+
+
+def generate_in_sections(
+    model: DreamVL,
+    inputs: Mapping[str, torch.Tensor],
+    separator_ids: Sequence[int],
+    *,
+    max_new_tokens: int,
+    pad_id: int,
+    generator: torch.Generator | None = None,
+    **generation_kwargs: Any,
+) -> torch.Tensor:
+    """Section-by-section decoding: the inference side of the trainer's given-prefix samples
+    (``objective.prefix_prob``, ``docs/design.md``), which train a reply's later sections with the earlier ones
+    given clean.
+
+    Each round decodes the whole remaining reply after every row's prompt and what it has committed
+    (:func:`generate_tokens` with ``generation_kwargs``), commits the new tokens up to and including the first
+    occurrence of ``separator_ids``, and starts the next round; a row whose new tokens hold no separator
+    commits them all and is done. So every section is decoded with the sections before it given, as they are
+    in training, instead of all sections being unmasked together. Open rows with as many committed tokens
+    (the same remaining canvas) are decoded together, left-padded with ``pad_id``, so each row gets what it
+    would get alone; a reply takes as many rounds as it has sections.
+
+    Args:
+        inputs: a :func:`build_prompt_batch` result (``input_ids``, ``attention_mask``, optional images).
+        separator_ids: the token ids that end a section (``tokenizer.encode(" ;")`` for the ``" ;"`` the trainer
+            cuts at); must be non-empty.
+        max_new_tokens: every row's reply length (canvas), as for :func:`generate_tokens`.
+
+    Returns:
+        ``[B, max_new_tokens]`` int64: each row's reply (the prompt removed). A causal checkpoint (the AR
+        control) already decodes every section after the ones before it: its :func:`generate_tokens` reply.
+    """
+    if model.config.is_causal:
+        return generate_tokens(model, inputs, generator=generator, max_new_tokens=max_new_tokens).tokens
+    separator = list(separator_ids)
+    if not separator:
+        raise ValueError("generate_in_sections needs a non-empty separator")
+    if "pixel_values" in inputs and inputs["input_ids"].shape[0] > 1:
+        raise ValueError("generate_in_sections decodes image prompts one query at a time (batch of 1)")
+    prompts = [row[mask.bool()] for row, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+    images = {key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")}
+    committed: list[list[int]] = [[] for _ in prompts]
+    open_rows = list(range(len(prompts)))
+    while open_rows:
+        still_open, groups = [], {}
+        for r in open_rows:
+            groups.setdefault(len(committed[r]), []).append(r)
+        for done, group in groups.items():
+            rows = [torch.cat([prompts[r], prompts[r].new_tensor(committed[r])]) for r in group]
+            new = generate_tokens(
+                model,
+                {**left_padded(rows, pad_id), **images},
+                generator=generator,
+                max_new_tokens=max_new_tokens - done,
+                **generation_kwargs,
+            ).tokens
+            for r, tokens in zip(group, new.tolist()):
+                end = _end_of_first(tokens, separator)
+                committed[r].extend(tokens if end is None else tokens[:end])
+                if end is not None and len(committed[r]) < max_new_tokens:
+                    still_open.append(r)
+        open_rows = still_open
+    return torch.tensor(committed, dtype=torch.long)
+
+
+def left_padded(rows: Sequence[torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` ``[B, L]`` int64 of 1-D token rows, left-padded with ``pad_id``
+    (mask 0), on the rows' device."""
+    length = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long, device=rows[0].device)
+    attention_mask = torch.zeros_like(input_ids)
+    for index, row in enumerate(rows):
+        input_ids[index, length - len(row) :] = row
+        attention_mask[index, length - len(row) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def _end_of_first(tokens: list[int], pattern: list[int]) -> int | None:
+    """The index right after the first occurrence of ``pattern`` in ``tokens``, or None."""
+    width = len(pattern)
+    for start in range(len(tokens) - width + 1):
+        if tokens[start : start + width] == pattern:
+            return start + width
+    return None
 
 
 def reply_text(tokenizer: DreamTokenizer, token_ids: Sequence[int]) -> str:

@@ -48,6 +48,10 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
             elif reply_format in probe.INTERLEAVED_FORMATS:  # each scene place beside its goal place
                 assert "system" not in row
                 assert user == f"Scene=goal: {probe.interleaved_layout(state, goal)}"
+            elif reply_format in ("places-interleaved", *probe.KEYED_FORMATS):  # the same, separate tokens
+                assert "system" not in row
+                keyed = reply_format in probe.KEYED_FORMATS
+                assert user == f"Scene = goal: {probe.spaced_pairs_layout(state, goal, keyed)}"
             elif reply_format == "standing-from-places":  # the comparison given, the standing asked
                 assert "system" not in row
                 assert user == f"Places: {goal_places(state, goal)}"
@@ -63,9 +67,13 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 "standing-interleaved",
             ):
                 assert reply == goal_standing(state, goal)
-            elif reply_format == "places-paired":
+            elif reply_format in ("places-paired", "places-interleaved"):
                 assert reply == STANDING_SEPARATOR.join(
                     [goal_places(state, goal), goal_standing(state, goal)]
+                )
+            elif reply_format == "places-keyed":
+                assert reply == STANDING_SEPARATOR.join(
+                    [probe.keyed_places(state, goal), goal_standing(state, goal)]
                 )
             elif reply_format == "places-fixed":
                 places = goal_places(state, goal, probe.FIXED_SLOTS)
@@ -83,10 +91,13 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert row["system"].startswith("Goal: c1: ")
 
 
-@pytest.mark.parametrize("reply_format", ["tops-only", "places-paired", "tops"])
-def test_scores_are_rates_of_the_right_sections(probe, reply_format: str) -> None:
+@pytest.mark.parametrize(
+    ("reply_format", "staged"),
+    [("tops-only", False), ("places-paired", False), ("places-paired", True), ("tops", True)],
+)
+def test_scores_are_rates_of_the_right_sections(probe, reply_format: str, staged: bool) -> None:
     torch.manual_seed(0)
-    planner = probe.Planner(str(shipped_model_dir()), reply_format, canvas=72, steps=4)
+    planner = probe.Planner(str(shipped_model_dir()), reply_format, canvas=72, steps=4, staged=staged)
     queries = probe.held_out(3, seed=5)
     states = probe.score_states(planner, queries, batch=3)
     forced = probe.teacher_forced(planner, queries)
@@ -113,6 +124,16 @@ def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
         goal_places(state, goal, 2)
     assert probe.interleaved_layout(state, goal) == "c1: r=r g=- -=- | c2: b=- -=- -=- | c3: -=b -=g -=-"
     assert probe.explanation(state, goal, "interleaved") == "c1 no | c2 no | c3 b ; c1 g | c2 b | c3 -"
+    assert probe.spaced_pairs_layout(state, goal, keyed=False) == (
+        "c1: r = r g = - - = - | c2: b = - - = - - = - | c3: - = b - = g - = -"
+    )
+    assert probe.spaced_pairs_layout(state, goal, keyed=True) == (
+        "c1: A r = r B g = - C - = - | c2: D b = - E - = - F - = - | c3: G - = b H - = g I - = -"
+    )
+    assert probe.keyed_places(state, goal) == "c1: A - B no C - | c2: D no E - F - | c3: G b H g I -"
+    assert probe.explanation(state, goal, "keyed") == (
+        "c1: A - B no C - | c2: D no E - F - | c3: G b H g I - ; c1 no | c2 no | c3 b ; c1 g | c2 b | c3 -"
+    )
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:
