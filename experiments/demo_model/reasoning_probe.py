@@ -37,7 +37,8 @@ name, with no place to locate by position), ``places-interleaved`` (scene and go
 separate tokens, ``c1: r = r o = g``; the place-by-place comparison, then the standing) and ``places-keyed``
 (the same with a key letter before every place, ``c1: A r = r B o = g | c2: C - = - ...``, and before every
 word of the comparison, ``c1: A - B no | ...``, so a place is found by the content of its key instead of
-its position). They tell whether a step is learnable at all by this model,
+its position); ``goal-keyed`` (that prompt; the reply copies every goal place by its key, ``c1: A r B -
+| ...``: the letter copy the comparison needs, asked at every place instead of the ~9% that need it). They tell whether a step is learnable at all by this model,
 and the weights they leave are a curriculum's first stage for the plan formats.
 
 Usage::
@@ -48,7 +49,8 @@ Usage::
 
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
 right; for the step formats each section of the reply), measures each section's decision tokens
-teacher-forced (the rest of the true reply given), and for the plan formats plays the 75 ViPlan problems
+teacher-forced (the rest of the true reply given; the place-by-place comparison also by kind of word,
+``place_kinds``), and for the plan formats plays the 75 ViPlan problems
 in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
 as text at every step, with the demo's decoding (8 steps, ``entropy`` order); ``--staged`` decodes the reply one section at a time
 (``generate_in_sections``), each after the sections before it, as given-prefix runs are trained.
@@ -102,7 +104,17 @@ from dreamvlx.inference import (
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
 PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved", "keyed")
-KEYED_FORMATS = ("places-keyed", "keyed")
+KEYED_FORMATS = ("places-keyed", "goal-keyed", "keyed")
+PLACES_FORMATS = (
+    "places",
+    "paired",
+    "keyed",
+    "places-paired",
+    "places-fixed",
+    "places-interleaved",
+    "places-keyed",
+)
+"""The formats whose first section is the place-by-place comparison (scored by kind of word, ``place_kinds``)."""
 STEP_FORMATS = (
     "tops-only",
     "standing-only",
@@ -113,6 +125,7 @@ STEP_FORMATS = (
     "standing-interleaved",
     "places-interleaved",
     "places-keyed",
+    "goal-keyed",
 )
 PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired")
 INTERLEAVED_FORMATS = ("standing-interleaved", "interleaved")
@@ -156,6 +169,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "standing-interleaved": [standing],
         "places-interleaved": [places, standing],
         "places-keyed": [places, standing],
+        "goal-keyed": [keyed_goal(state, goal)],
     }[reply_format]
 
 
@@ -216,15 +230,28 @@ def spaced_pairs_layout(state: BlocksWorldState, goal: tuple[Fact, ...], keyed: 
     )
 
 
-def keyed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
-    """``goal_places`` with each place's key of ``spaced_pairs_layout`` before its word: ``c1: A - B no |
-    c2: C g D -``."""
+def keyed_words(layout: str) -> str:
+    """A slots-notation layout (``c1: - no | c2: g -``) with each place's key of ``spaced_pairs_layout`` before
+    its word: ``c1: A - B no | c2: C g D -``."""
     keys = iter(PLACE_KEYS)
     columns = []
-    for column_text in goal_places(state, goal).split(" | "):
+    for column_text in layout.split(" | "):
         column, words = column_text.split(": ", 1)
         columns.append(f"{column}: " + " ".join(f"{next(keys)} {word}" for word in words.split()))
     return " | ".join(columns)
+
+
+def keyed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """``goal_places`` keyed (``keyed_words``): ``c1: A - B no | c2: C g D -``."""
+    return keyed_words(goal_places(state, goal))
+
+
+def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """The goal's places keyed (``keyed_words``), ``c1: A r B - | c2: C - D -``: every word a copy of the
+    prompt's goal place with the same key."""
+    return keyed_words(
+        " | ".join(f"{column}: {' '.join(there)}" for column, _, there in _column_places(state, goal, None))
+    )
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
@@ -309,7 +336,8 @@ class Planner:
             system, user = prompt(state, goal, self.reply_format)
             turns = [{"role": "system", "content": system}] if system is not None else []
             messages.append([*turns, {"role": "user", "content": user}])
-        inputs = build_prompt_batch(self.processor, [[] for _ in queries], messages)
+        device = next(self.model.parameters()).device
+        inputs = build_prompt_batch(self.processor, [[] for _ in queries], messages, device=device)
         decoding = {"max_new_tokens": self.canvas, "steps": self.steps, "alg": "entropy"}
         if self.staged:
             tokenizer = self.processor.tokenizer
@@ -357,6 +385,7 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
     place-by-place section, would otherwise each be predicted from a mask)."""
     model, tokenizer = planner.model, planner.processor.tokenizer
     masks = not model.config.is_causal
+    device = next(model.parameters()).device
     hits: dict[str, float] = {}
     totals: dict[str, float] = {}
     for state, goal, move in tqdm(queries, desc="teacher-forced sections"):
@@ -372,11 +401,32 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
             if masks:
                 noised[positions] = model.config.mask_token_id
             with torch.inference_mode():
-                logits = model(input_ids=noised[None]).logits[0]
-            predicted = logits[positions - 1].argmax(-1)
-            hits[section] = hits.get(section, 0.0) + float((predicted == sequence.input_ids[positions]).sum())
-            totals[section] = totals.get(section, 0.0) + len(indices)
-    return {section: round(hits[section] / totals[section], 3) for section in sorted(hits)}
+                logits = model(input_ids=noised[None].to(device)).logits[0].cpu()
+            right = (logits[positions - 1].argmax(-1) == sequence.input_ids[positions]).tolist()
+            groups = [section] * len(right)
+            if section == "section0" and planner.reply_format in PLACES_FORMATS:
+                kinds = place_kinds(state, goal, planner.reply_format)
+                if len(kinds) != len(right):
+                    raise RuntimeError(
+                        f"{len(right)} place words in the reply, {len(kinds)} places in the layout"
+                    )
+                groups += [f"places_{kind}" for kind in kinds]
+                right += right
+            for group, hit in zip(groups, right):
+                hits[group] = hits.get(group, 0.0) + hit
+                totals[group] = totals.get(group, 0.0) + 1
+    return {group: round(hits[group] / totals[group], 3) for group in sorted(hits)}
+
+
+def place_kinds(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str]:
+    """What each word of the place-by-place comparison has to do, in reply order: ``equal`` (scene and goal
+    agree: ``-``), ``no`` (a scene block the goal does not want there) or ``letter`` (an empty place the goal
+    fills: the goal's letter, copied)."""
+    return [
+        "equal" if here == there else ("no" if here != "-" else "letter")
+        for _, scene, wanted in _column_places(state, goal, format_slots(reply_format))
+        for here, there in zip(scene, wanted)
+    ]
 
 
 def _plan_marks(state: BlocksWorldState, goal: tuple[Fact, ...], reply: str, reply_format: str) -> dict:

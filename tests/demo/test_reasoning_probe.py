@@ -17,6 +17,7 @@ from dreamvlx.demo import shipped_model_dir
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState
 
+PLACE_GROUPS = {"places_equal", "places_no", "places_letter"}
 PROBE_DIR = Path(__file__).resolve().parents[2] / "experiments" / "demo_model"
 
 
@@ -75,6 +76,8 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert reply == STANDING_SEPARATOR.join(
                     [probe.keyed_places(state, goal), goal_standing(state, goal)]
                 )
+            elif reply_format == "goal-keyed":
+                assert reply == probe.keyed_goal(state, goal)
             elif reply_format == "places-fixed":
                 places = goal_places(state, goal, probe.FIXED_SLOTS)
                 assert all(len(column.split()) == 1 + probe.FIXED_SLOTS for column in places.split(" | "))
@@ -104,7 +107,9 @@ def test_scores_are_rates_of_the_right_sections(probe, reply_format: str, staged
     if reply_format == "tops-only":
         assert set(states) == {"section0_exact"} and set(forced) == {"section0"}
     elif reply_format == "places-paired":  # a plain reply of two sections: each scored on its own
-        assert set(states) == {"section0_exact", "section1_exact"} and set(forced) == {"section0", "section1"}
+        assert set(states) == {"section0_exact", "section1_exact"}
+        assert {"section0", "section1"} <= set(forced) <= {"section0", "section1", *PLACE_GROUPS}
+        assert set(forced) & PLACE_GROUPS  # the place words also scored by kind
     else:
         assert {"legal", "optimal", "constructive", "section0_exact", "section1_exact"} <= set(states)
         assert set(forced) == {"plan", "section0", "section1"}
@@ -131,9 +136,19 @@ def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
         "c1: A r = r B g = - C - = - | c2: D b = - E - = - F - = - | c3: G - = b H - = g I - = -"
     )
     assert probe.keyed_places(state, goal) == "c1: A - B no C - | c2: D no E - F - | c3: G b H g I -"
+    assert probe.keyed_goal(state, goal) == "c1: A r B - C - | c2: D - E - F - | c3: G b H g I -"
     assert probe.explanation(state, goal, "keyed") == (
         "c1: A - B no C - | c2: D no E - F - | c3: G b H g I - ; c1 no | c2 no | c3 b ; c1 g | c2 b | c3 -"
     )
+
+
+def test_place_kinds_follow_the_reply_order(probe) -> None:
+    state = BlocksWorldState.from_columns({"c1": ["r", "g"], "c2": ["b"], "c3": []})
+    goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))
+    assert goal_places(state, goal) == "c1: - no - | c2: no - - | c3: b g -"
+    kinds = ["equal", "no", "equal", "no", "equal", "equal", "letter", "letter", "equal"]
+    assert probe.place_kinds(state, goal, "places-paired") == kinds
+    assert probe.place_kinds(state, goal, "places-fixed")[:4] == ["equal", "no", "equal", "equal"]
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:

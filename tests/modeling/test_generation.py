@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from modeling_helpers import image_prompt, make_images, text_ids
@@ -197,3 +199,26 @@ def test_diffusion_generate_reads_a_stored_generation_config_mapping(tiny_model:
         )
     assert out.shape == (1, ids.shape[1] + 20) and torch.equal(out, expected)
     assert stored["mask_token_id"] is None  # the caller's mapping is not modified
+
+
+def test_ar_generate_reads_a_generated_image_pad_as_text(causal_model: DreamVL) -> None:
+    """An (undertrained) AR model may emit ``<|image_pad|>``; decoding goes on with it embedded as text, as the
+    diffusion loop does, instead of failing for want of pixel values."""
+    model = copy.deepcopy(causal_model)
+    image = model.config.image_token_id
+    ids = text_ids(5)
+
+    def by_recomputation(n: int) -> torch.Tensor:  # every token embedded as text, no cache
+        out = ids
+        for _ in range(n):
+            with torch.no_grad():
+                logits = model(inputs_embeds=model.model.embed_tokens(out)).logits[:, -1]
+            out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
+        return out
+
+    first = int(by_recomputation(1)[0, -1])
+    with torch.no_grad():  # the image pad's logits: 1.5 x those of the first token chosen, so it wins
+        model.lm_head.weight[image] = 1.5 * model.lm_head.weight[first]
+    reference = by_recomputation(6)
+    assert int(reference[0, ids.shape[1]]) == image
+    assert torch.equal(model.ar_generate(ids, max_new_tokens=6, eos_token_id=-1), reference)

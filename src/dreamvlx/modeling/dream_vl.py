@@ -237,8 +237,8 @@ class DreamVL(PretrainedMixin, nn.Module):
             mask = torch.cat((mask, mask.new_ones(batch, 1)), dim=1)
             position = (prompt_len + step + deltas).view(batch, 1)  # continues each row's positions
             out = self(
-                token[:, None],
-                attention_mask=mask,
+                inputs_embeds=self.model.embed_tokens(token[:, None]),  # generated tokens are text, even an
+                attention_mask=mask,  # <|image_pad|> (as in the diffusion loop, CachedEmbeddingDenoiser)
                 position_ids=position,
                 past_key_values=out.past_key_values,
                 use_cache=True,
