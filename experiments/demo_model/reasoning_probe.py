@@ -38,7 +38,10 @@ separate tokens, ``c1: r = r o = g``; the place-by-place comparison, then the st
 (the same with a key letter before every place, ``c1: A r = r B o = g | c2: C - = - ...``, and before every
 word of the comparison, ``c1: A - B no | ...``, so a place is found by the content of its key instead of
 its position); ``goal-keyed`` (that prompt; the reply copies every goal place by its key, ``c1: A r B -
-| ...``: the letter copy the comparison needs, asked at every place instead of the ~9% that need it). They tell whether a step is learnable at all by this model,
+| ...``: the letter copy the comparison needs, asked at every place instead of the ~9% that need it) and ``goal-paired`` (the same copy without keys, from
+the ``places-paired`` prompt, ``c1: r - | ...``: the letter found by its position), and ``tops-paired``
+(the lookup of ``tops-only``, every column's top block, from the ``places-paired`` prompt, which holds the
+goal's layout of the same letters beside the scene's). They tell whether a step is learnable at all by this model,
 and the weights they leave are a curriculum's first stage for the plan formats.
 
 Usage::
@@ -49,8 +52,8 @@ Usage::
 
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
 right; for the step formats each section of the reply), measures each section's decision tokens
-teacher-forced (the rest of the true reply given; the place-by-place comparison also by kind of word,
-``place_kinds``), and for the plan formats plays the 75 ViPlan problems
+teacher-forced (the rest of the true reply given; the place-by-place comparison and the goal copies also by
+kind of word, ``word_kinds``), and for the plan formats plays the 75 ViPlan problems
 in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
 as text at every step, with the demo's decoding (8 steps, ``entropy`` order); ``--staged`` decodes the reply one section at a time
 (``generate_in_sections``), each after the sections before it, as given-prefix runs are trained.
@@ -114,7 +117,9 @@ PLACES_FORMATS = (
     "places-interleaved",
     "places-keyed",
 )
-"""The formats whose first section is the place-by-place comparison (scored by kind of word, ``place_kinds``)."""
+"""The formats whose first section is the place-by-place comparison (scored by kind of word, ``word_kinds``)."""
+COPY_FORMATS = ("goal-keyed", "goal-paired")
+"""The formats whose reply copies the goal's places (scored by kind of word, ``word_kinds``)."""
 STEP_FORMATS = (
     "tops-only",
     "standing-only",
@@ -126,8 +131,10 @@ STEP_FORMATS = (
     "places-interleaved",
     "places-keyed",
     "goal-keyed",
+    "goal-paired",
+    "tops-paired",
 )
-PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired")
+PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired", "goal-paired", "tops-paired")
 INTERLEAVED_FORMATS = ("standing-interleaved", "interleaved")
 PLACE_KEYS = string.ascii_uppercase
 """One key letter per place in ``places-keyed``: 26 >= the largest split's 25 places (5 columns x 5 blocks)."""
@@ -161,6 +168,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "interleaved": [standing, tops],
         "keyed": [places, standing, tops],
         "tops-only": [tops],
+        "tops-paired": [tops],
         "standing-only": [standing],
         "standing-paired": [standing],
         "places-paired": [places, standing],
@@ -170,6 +178,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "places-interleaved": [places, standing],
         "places-keyed": [places, standing],
         "goal-keyed": [keyed_goal(state, goal)],
+        "goal-paired": [goal_copy(state, goal)],
     }[reply_format]
 
 
@@ -246,12 +255,18 @@ def keyed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     return keyed_words(goal_places(state, goal))
 
 
+def goal_copy(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
+    """The goal's places in the slots notation, ``c1: r - - | c2: - - -``: the reply of ``goal-paired``, every
+    word a copy of the paired prompt's goal place at the same position in its column."""
+    return " | ".join(
+        f"{column}: {' '.join(there)}" for column, _, there in _column_places(state, goal, None)
+    )
+
+
 def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """The goal's places keyed (``keyed_words``), ``c1: A r B - | c2: C - D -``: every word a copy of the
     prompt's goal place with the same key."""
-    return keyed_words(
-        " | ".join(f"{column}: {' '.join(there)}" for column, _, there in _column_places(state, goal, None))
-    )
+    return keyed_words(goal_copy(state, goal))
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
@@ -404,13 +419,11 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
                 logits = model(input_ids=noised[None].to(device)).logits[0].cpu()
             right = (logits[positions - 1].argmax(-1) == sequence.input_ids[positions]).tolist()
             groups = [section] * len(right)
-            if section == "section0" and planner.reply_format in PLACES_FORMATS:
-                kinds = place_kinds(state, goal, planner.reply_format)
+            kinds = word_kinds(state, goal, planner.reply_format) if section == "section0" else None
+            if kinds is not None:
                 if len(kinds) != len(right):
-                    raise RuntimeError(
-                        f"{len(right)} place words in the reply, {len(kinds)} places in the layout"
-                    )
-                groups += [f"places_{kind}" for kind in kinds]
+                    raise RuntimeError(f"{len(right)} words in the reply, {len(kinds)} places in the layout")
+                groups += kinds
                 right += right
             for group, hit in zip(groups, right):
                 hits[group] = hits.get(group, 0.0) + hit
@@ -418,15 +431,24 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
     return {group: round(hits[group] / totals[group], 3) for group in sorted(hits)}
 
 
-def place_kinds(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str]:
-    """What each word of the place-by-place comparison has to do, in reply order: ``equal`` (scene and goal
-    agree: ``-``), ``no`` (a scene block the goal does not want there) or ``letter`` (an empty place the goal
-    fills: the goal's letter, copied)."""
-    return [
-        "equal" if here == there else ("no" if here != "-" else "letter")
+def word_kinds(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str] | None:
+    """What each word of the first section has to do, in reply order, for the formats that write one word
+    per place (else None). The place-by-place comparison: ``places_equal`` (scene and goal agree: ``-``),
+    ``places_no`` (a scene block the goal does not want there) or ``places_letter`` (an empty place the goal
+    fills: the goal's letter, copied). The goal copies: ``copy_letter`` or ``copy_empty``."""
+    pairs = [
+        (here, there)
         for _, scene, wanted in _column_places(state, goal, format_slots(reply_format))
         for here, there in zip(scene, wanted)
     ]
+    if reply_format in PLACES_FORMATS:
+        return [
+            "places_equal" if here == there else ("places_no" if here != "-" else "places_letter")
+            for here, there in pairs
+        ]
+    if reply_format in COPY_FORMATS:
+        return ["copy_empty" if there == "-" else "copy_letter" for _, there in pairs]
+    return None
 
 
 def _plan_marks(state: BlocksWorldState, goal: tuple[Fact, ...], reply: str, reply_format: str) -> dict:

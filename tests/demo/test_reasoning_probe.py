@@ -61,6 +61,8 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
             if reply_format == "tops-only":
                 assert "system" not in row  # the scene alone: no goal anywhere
                 assert reply == probe.column_tops(state)
+            elif reply_format == "tops-paired":
+                assert reply == probe.column_tops(state)
             elif reply_format in (
                 "standing-only",
                 "standing-paired",
@@ -78,6 +80,8 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 )
             elif reply_format == "goal-keyed":
                 assert reply == probe.keyed_goal(state, goal)
+            elif reply_format == "goal-paired":
+                assert reply == probe.goal_copy(state, goal)
             elif reply_format == "places-fixed":
                 places = goal_places(state, goal, probe.FIXED_SLOTS)
                 assert all(len(column.split()) == 1 + probe.FIXED_SLOTS for column in places.split(" | "))
@@ -137,18 +141,24 @@ def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
     )
     assert probe.keyed_places(state, goal) == "c1: A - B no C - | c2: D no E - F - | c3: G b H g I -"
     assert probe.keyed_goal(state, goal) == "c1: A r B - C - | c2: D - E - F - | c3: G b H g I -"
+    assert probe.goal_copy(state, goal) == "c1: r - - | c2: - - - | c3: b g -"
     assert probe.explanation(state, goal, "keyed") == (
         "c1: A - B no C - | c2: D no E - F - | c3: G b H g I - ; c1 no | c2 no | c3 b ; c1 g | c2 b | c3 -"
     )
 
 
-def test_place_kinds_follow_the_reply_order(probe) -> None:
+def test_word_kinds_follow_the_reply_order(probe) -> None:
     state = BlocksWorldState.from_columns({"c1": ["r", "g"], "c2": ["b"], "c3": []})
     goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))
     assert goal_places(state, goal) == "c1: - no - | c2: no - - | c3: b g -"
     kinds = ["equal", "no", "equal", "no", "equal", "equal", "letter", "letter", "equal"]
-    assert probe.place_kinds(state, goal, "places-paired") == kinds
-    assert probe.place_kinds(state, goal, "places-fixed")[:4] == ["equal", "no", "equal", "equal"]
+    assert probe.word_kinds(state, goal, "places-paired") == [f"places_{kind}" for kind in kinds]
+    fixed = probe.word_kinds(state, goal, "places-fixed")
+    assert fixed[:4] == ["places_equal", "places_no", "places_equal", "places_equal"]
+    assert len(fixed) == 3 * probe.FIXED_SLOTS
+    copies = ["letter", "empty", "empty", "empty", "empty", "empty", "letter", "letter", "empty"]
+    assert probe.word_kinds(state, goal, "goal-keyed") == [f"copy_{kind}" for kind in copies]
+    assert probe.word_kinds(state, goal, "tops-only") is None
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:
