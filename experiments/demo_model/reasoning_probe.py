@@ -41,7 +41,8 @@ its position); ``goal-keyed`` (that prompt; the reply copies every goal place by
 | ...``: the letter copy the comparison needs, asked at every place instead of the ~9% that need it) and ``goal-paired`` (the same copy without keys, from
 the ``places-paired`` prompt, ``c1: r - | ...``: the letter found by its position), and ``tops-paired``
 (the lookup of ``tops-only``, every column's top block, from the ``places-paired`` prompt, which holds the
-goal's layout of the same letters beside the scene's). They tell whether a step is learnable at all by this model,
+goal's layout of the same letters beside the scene's) and ``goal-only`` (the copy of ``goal-paired`` from a
+prompt that holds the goal's places alone, ``Goal: c1: r - - | ...``). They tell whether a step is learnable at all by this model,
 and the weights they leave are a curriculum's first stage for the plan formats.
 
 Usage::
@@ -118,7 +119,7 @@ PLACES_FORMATS = (
     "places-keyed",
 )
 """The formats whose first section is the place-by-place comparison (scored by kind of word, ``word_kinds``)."""
-COPY_FORMATS = ("goal-keyed", "goal-paired")
+COPY_FORMATS = ("goal-keyed", "goal-paired", "goal-only")
 """The formats whose reply copies the goal's places (scored by kind of word, ``word_kinds``)."""
 STEP_FORMATS = (
     "tops-only",
@@ -133,6 +134,7 @@ STEP_FORMATS = (
     "goal-keyed",
     "goal-paired",
     "tops-paired",
+    "goal-only",
 )
 PAIRED_FORMATS = ("standing-paired", "places-paired", "places-fixed", "paired", "goal-paired", "tops-paired")
 INTERLEAVED_FORMATS = ("standing-interleaved", "interleaved")
@@ -179,6 +181,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         "places-keyed": [places, standing],
         "goal-keyed": [keyed_goal(state, goal)],
         "goal-paired": [goal_copy(state, goal)],
+        "goal-only": [goal_copy(state, goal)],
     }[reply_format]
 
 
@@ -277,6 +280,8 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
     scene = f"Scene: {state_explanation(state, 'slots')}"
     if reply_format == "tops-only":
         return None, scene
+    if reply_format == "goal-only":
+        return None, f"Goal: {goal_copy(state, goal)}"
     if reply_format == "standing-from-places":
         return None, f"Places: {goal_places(state, goal)}"
     if reply_format in PAIRED_FORMATS:

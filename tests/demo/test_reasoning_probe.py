@@ -53,6 +53,11 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert "system" not in row
                 keyed = reply_format in probe.KEYED_FORMATS
                 assert user == f"Scene = goal: {probe.spaced_pairs_layout(state, goal, keyed)}"
+            elif reply_format == "goal-only":  # the goal alone, copied
+                assert "system" not in row
+                assert user == f"Goal: {probe.goal_copy(state, goal)}" and reply == probe.goal_copy(
+                    state, goal
+                )
             elif reply_format == "standing-from-places":  # the comparison given, the standing asked
                 assert "system" not in row
                 assert user == f"Places: {goal_places(state, goal)}"
@@ -80,7 +85,7 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 )
             elif reply_format == "goal-keyed":
                 assert reply == probe.keyed_goal(state, goal)
-            elif reply_format == "goal-paired":
+            elif reply_format in ("goal-paired", "goal-only"):
                 assert reply == probe.goal_copy(state, goal)
             elif reply_format == "places-fixed":
                 places = goal_places(state, goal, probe.FIXED_SLOTS)
