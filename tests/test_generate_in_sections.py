@@ -85,3 +85,15 @@ def test_bad_arguments_are_refused(model_and_processor) -> None:
         generate_in_sections(
             model, {**inputs, "pixel_values": torch.zeros(8, 1176)}, [5], max_new_tokens=CANVAS, pad_id=0
         )
+
+
+def test_a_causal_checkpoint_gets_its_ar_reply(model_and_processor) -> None:
+    _, processor = model_and_processor
+    torch.manual_seed(1)
+    causal = DreamVL(
+        DreamVLConfig.tiny(vocab_size=len(processor.tokenizer) - 24 + 32, attention="causal")
+    ).eval()
+    inputs = _prompts(processor, ["Which column is red?", "the top block."])
+    plain = generate_tokens(causal, inputs, max_new_tokens=CANVAS).tokens
+    pad = processor.tokenizer.special_ids.endoftext
+    assert torch.equal(generate_in_sections(causal, inputs, [5], max_new_tokens=CANVAS, pad_id=pad), plain)

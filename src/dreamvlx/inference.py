@@ -187,10 +187,12 @@ def generate_in_sections(
 
     Returns:
         ``[B, max_new_tokens]`` int64: each row's reply (the prompt removed). A causal checkpoint (the AR
-        control) already decodes every section after the ones before it: its :func:`generate_tokens` reply.
+        control) already decodes every section after the ones before it: its :func:`generate_tokens` reply
+        (shorter when every row ends before ``max_new_tokens``).
     """
     if model.config.is_causal:
-        return generate_tokens(model, inputs, generator=generator, max_new_tokens=max_new_tokens).tokens
+        kwargs = {**generation_kwargs, "max_new_tokens": max_new_tokens}
+        return generate_tokens(model, inputs, generator=generator, **kwargs).tokens
     separator = list(separator_ids)
     if not separator:
         raise ValueError("generate_in_sections needs a non-empty separator")
