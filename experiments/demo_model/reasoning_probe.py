@@ -54,7 +54,7 @@ Usage::
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
 right; for the step formats each section of the reply), measures each section's decision tokens
 teacher-forced (the rest of the true reply given; the place-by-place comparison and the goal copies also by
-kind of word, ``word_kinds``), and for the plan formats plays the 75 ViPlan problems
+kind of word, ``word_kind``), and for the plan formats plays the 75 ViPlan problems
 in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
 as text at every step, with the demo's decoding (8 steps, ``entropy`` order); ``--staged`` decodes the reply one section at a time
 (``generate_in_sections``), each after the sections before it, as given-prefix runs are trained.
@@ -118,9 +118,9 @@ PLACES_FORMATS = (
     "places-interleaved",
     "places-keyed",
 )
-"""The formats whose first section is the place-by-place comparison (scored by kind of word, ``word_kinds``)."""
+"""The formats whose first section is the place-by-place comparison (scored by kind of word, ``word_kind``)."""
 COPY_FORMATS = ("goal-keyed", "goal-paired", "goal-only")
-"""The formats whose reply copies the goal's places (scored by kind of word, ``word_kinds``)."""
+"""The formats whose reply copies the goal's places (scored by kind of word, ``word_kind``)."""
 STEP_FORMATS = (
     "tops-only",
     "standing-only",
@@ -196,19 +196,22 @@ def format_slots(reply_format: str) -> int | None:
     return FIXED_SLOTS if reply_format == "places-fixed" else None
 
 
+def _rows(layout: str) -> list[tuple[str, list[str]]]:
+    """A slots-notation layout, ``c1: r - | c2: - -``, as ``(column, words)`` per column."""
+    return [
+        (column, words.split()) for column, words in (part.split(": ", 1) for part in layout.split(" | "))
+    ]
+
+
 def _column_places(
     state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None
 ) -> list[tuple[str, list[str], list[str]]]:
     """``(column, scene places, goal places)`` per column in the slots notation (``-`` for an empty place),
     ``slots`` places per column (default one per block of the problem)."""
     slots = slots or len(state.blocks)
-    scene = layout_text(list(state.columns()), slots).split(" | ")
-    wanted = layout_text(goal_layout(state.column_names, goal), slots).split(" | ")
-    rows = []
-    for here, there in zip(scene, wanted):
-        column, here_places = here.split(": ", 1)
-        rows.append((column, here_places.split(), there.split(": ", 1)[1].split()))
-    return rows
+    scene = _rows(layout_text(list(state.columns()), slots))
+    wanted = _rows(layout_text(goal_layout(state.column_names, goal), slots))
+    return [(column, here, there) for (column, here), (_, there) in zip(scene, wanted)]
 
 
 def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None = None) -> str:
@@ -220,62 +223,55 @@ def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | 
     )
 
 
-def interleaved_layout(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
-    """Scene and goal place by place, each scene place beside the goal's same place: ``c1: r=r o=g -=- |
-    c2: -=- -=- -=-``. A column's standing is then a function of its own adjacent pairs, found by the
-    column's name (content), with no place to locate by its position in the column."""
+def pairs_layout(
+    state: BlocksWorldState, goal: tuple[Fact, ...], joiner: str = "=", keyed: bool = False
+) -> str:
+    """Scene and goal place by place, each scene place beside the goal's same place, joined by ``joiner``:
+    ``c1: r=r o=g -=- | c2: -=- -=- -=-``. A column's standing is then a function of its own adjacent pairs,
+    found by the column's name (content), with no place to locate by its position in the column.
+
+    ``joiner=" = "`` writes the pair as separate tokens, ``c1: r = r o = g``: glued (``r=r``), the goal letters
+    are other token ids than a reply's `` r``. With ``keyed`` a key letter (``PLACE_KEYS``, one per place,
+    running across the columns) stands before every place, ``c1: A r = r B o = g | c2: C - = - ...``, so that
+    a place is found by its key's content instead of its position."""
+    keys = iter(PLACE_KEYS)
     return " | ".join(
-        f"{column}: {' '.join(f'{a}={b}' for a, b in zip(here, there))}"
+        f"{column}: "
+        + " ".join(f"{next(keys) + ' ' if keyed else ''}{a}{joiner}{b}" for a, b in zip(here, there))
         for column, here, there in _column_places(state, goal, None)
     )
 
 
-def spaced_pairs_layout(state: BlocksWorldState, goal: tuple[Fact, ...], keyed: bool) -> str:
-    """Scene and goal place by place as separate tokens, ``c1: r = r o = g - = - | ...`` (``interleaved_layout``
-    glues ``r=r``, so its goal letters are other token ids than the reply's `` r``); with ``keyed`` a key
-    letter (``PLACE_KEYS``, one per place, running across the columns) before every place, ``c1: A r = r B
-    o = g | c2: C - = - ...``, so that a place is found by its key's content instead of its position."""
+def keyed_words(rows: list[tuple[str, list[str]]]) -> str:
+    """``(column, words)`` rows written with each place's key of ``pairs_layout`` before its word: ``c1: A -
+    B no | c2: C g D -``."""
     keys = iter(PLACE_KEYS)
     return " | ".join(
-        f"{column}: " + " ".join(f"{next(keys) + ' ' if keyed else ''}{a} = {b}" for a, b in zip(here, there))
-        for column, here, there in _column_places(state, goal, None)
+        f"{column}: " + " ".join(f"{next(keys)} {word}" for word in words) for column, words in rows
     )
-
-
-def keyed_words(layout: str) -> str:
-    """A slots-notation layout (``c1: - no | c2: g -``) with each place's key of ``spaced_pairs_layout`` before
-    its word: ``c1: A - B no | c2: C g D -``."""
-    keys = iter(PLACE_KEYS)
-    columns = []
-    for column_text in layout.split(" | "):
-        column, words = column_text.split(": ", 1)
-        columns.append(f"{column}: " + " ".join(f"{next(keys)} {word}" for word in words.split()))
-    return " | ".join(columns)
 
 
 def keyed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """``goal_places`` keyed (``keyed_words``): ``c1: A - B no | c2: C g D -``."""
-    return keyed_words(goal_places(state, goal))
+    return keyed_words(_rows(goal_places(state, goal)))
 
 
 def goal_copy(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """The goal's places in the slots notation, ``c1: r - - | c2: - - -``: the reply of ``goal-paired``, every
     word a copy of the paired prompt's goal place at the same position in its column."""
-    return " | ".join(
-        f"{column}: {' '.join(there)}" for column, _, there in _column_places(state, goal, None)
-    )
+    return layout_text(goal_layout(state.column_names, goal), len(state.blocks))
 
 
 def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """The goal's places keyed (``keyed_words``), ``c1: A r B - | c2: C - D -``: every word a copy of the
     prompt's goal place with the same key."""
-    return keyed_words(goal_copy(state, goal))
+    return keyed_words([(column, there) for column, _, there in _column_places(state, goal, None)])
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
     """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
     alone, the paired formats scene and goal column by column (``paired_layout``), the interleaved formats
-    place by place (``interleaved_layout``), ``standing-from-places`` the place-by-place comparison alone
+    place by place (``pairs_layout``), ``standing-from-places`` the place-by-place comparison alone
     (system None: the chat template's default system message)."""
     scene = f"Scene: {state_explanation(state, 'slots')}"
     if reply_format == "tops-only":
@@ -287,9 +283,9 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
     if reply_format in PAIRED_FORMATS:
         return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
     if reply_format in INTERLEAVED_FORMATS:
-        return None, f"Scene=goal: {interleaved_layout(state, goal)}"
+        return None, f"Scene=goal: {pairs_layout(state, goal)}"
     if reply_format in ("places-interleaved", *KEYED_FORMATS):
-        return None, f"Scene = goal: {spaced_pairs_layout(state, goal, reply_format in KEYED_FORMATS)}"
+        return None, f"Scene = goal: {pairs_layout(state, goal, ' = ', reply_format in KEYED_FORMATS)}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
 
 
@@ -423,36 +419,24 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
             with torch.inference_mode():
                 logits = model(input_ids=noised[None].to(device)).logits[0].cpu()
             right = (logits[positions - 1].argmax(-1) == sequence.input_ids[positions]).tolist()
-            groups = [section] * len(right)
-            kinds = word_kinds(state, goal, planner.reply_format) if section == "section0" else None
-            if kinds is not None:
-                if len(kinds) != len(right):
-                    raise RuntimeError(f"{len(right)} words in the reply, {len(kinds)} places in the layout")
-                groups += kinds
-                right += right
-            for group, hit in zip(groups, right):
-                hits[group] = hits.get(group, 0.0) + hit
-                totals[group] = totals.get(group, 0.0) + 1
+            for index, hit in zip(indices, right):
+                kind = word_kind(pieces[index], planner.reply_format) if section == "section0" else None
+                for group in filter(None, (section, kind)):
+                    hits[group] = hits.get(group, 0.0) + hit
+                    totals[group] = totals.get(group, 0.0) + 1
     return {group: round(hits[group] / totals[group], 3) for group in sorted(hits)}
 
 
-def word_kinds(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str] | None:
-    """What each word of the first section has to do, in reply order, for the formats that write one word
-    per place (else None). The place-by-place comparison: ``places_equal`` (scene and goal agree: ``-``),
-    ``places_no`` (a scene block the goal does not want there) or ``places_letter`` (an empty place the goal
-    fills: the goal's letter, copied). The goal copies: ``copy_letter`` or ``copy_empty``."""
-    pairs = [
-        (here, there)
-        for _, scene, wanted in _column_places(state, goal, format_slots(reply_format))
-        for here, there in zip(scene, wanted)
-    ]
+def word_kind(word: str, reply_format: str) -> str | None:
+    """What a true word of the first section has to do, for the formats that write one word per place (else
+    None). The place-by-place comparison: ``places_equal`` (scene and goal agree: ``-``), ``places_no`` (a
+    scene block the goal does not want there) or ``places_letter`` (an empty place the goal fills: the goal's
+    letter, copied). The goal copies: ``copy_empty`` (``-``) or ``copy_letter``."""
+    word = word.strip().strip('"')
     if reply_format in PLACES_FORMATS:
-        return [
-            "places_equal" if here == there else ("places_no" if here != "-" else "places_letter")
-            for here, there in pairs
-        ]
+        return {"-": "places_equal", "no": "places_no"}.get(word, "places_letter")
     if reply_format in COPY_FORMATS:
-        return ["copy_empty" if there == "-" else "copy_letter" for _, there in pairs]
+        return "copy_empty" if word == "-" else "copy_letter"
     return None
 
 

@@ -48,11 +48,11 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert user == f"Scene = goal: {probe.paired_layout(state, goal, slots)}"
             elif reply_format in probe.INTERLEAVED_FORMATS:  # each scene place beside its goal place
                 assert "system" not in row
-                assert user == f"Scene=goal: {probe.interleaved_layout(state, goal)}"
+                assert user == f"Scene=goal: {probe.pairs_layout(state, goal)}"
             elif reply_format in ("places-interleaved", *probe.KEYED_FORMATS):  # the same, separate tokens
                 assert "system" not in row
                 keyed = reply_format in probe.KEYED_FORMATS
-                assert user == f"Scene = goal: {probe.spaced_pairs_layout(state, goal, keyed)}"
+                assert user == f"Scene = goal: {probe.pairs_layout(state, goal, ' = ', keyed)}"
             elif reply_format == "goal-only":  # the goal alone, copied
                 assert "system" not in row
                 assert user == f"Goal: {probe.goal_copy(state, goal)}" and reply == probe.goal_copy(
@@ -136,12 +136,12 @@ def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
     )
     with pytest.raises(ValueError, match="cannot hold the problem's 3 blocks"):
         goal_places(state, goal, 2)
-    assert probe.interleaved_layout(state, goal) == "c1: r=r g=- -=- | c2: b=- -=- -=- | c3: -=b -=g -=-"
+    assert probe.pairs_layout(state, goal) == "c1: r=r g=- -=- | c2: b=- -=- -=- | c3: -=b -=g -=-"
     assert probe.explanation(state, goal, "interleaved") == "c1 no | c2 no | c3 b ; c1 g | c2 b | c3 -"
-    assert probe.spaced_pairs_layout(state, goal, keyed=False) == (
+    assert probe.pairs_layout(state, goal, " = ", keyed=False) == (
         "c1: r = r g = - - = - | c2: b = - - = - - = - | c3: - = b - = g - = -"
     )
-    assert probe.spaced_pairs_layout(state, goal, keyed=True) == (
+    assert probe.pairs_layout(state, goal, " = ", keyed=True) == (
         "c1: A r = r B g = - C - = - | c2: D b = - E - = - F - = - | c3: G - = b H - = g I - = -"
     )
     assert probe.keyed_places(state, goal) == "c1: A - B no C - | c2: D no E - F - | c3: G b H g I -"
@@ -152,18 +152,25 @@ def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
     )
 
 
-def test_word_kinds_follow_the_reply_order(probe) -> None:
+def test_word_kind_follows_the_true_words(probe) -> None:
     state = BlocksWorldState.from_columns({"c1": ["r", "g"], "c2": ["b"], "c3": []})
     goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))
     assert goal_places(state, goal) == "c1: - no - | c2: no - - | c3: b g -"
+
+    def kinds_of(layout: str, reply_format: str) -> list[str | None]:
+        return [
+            probe.word_kind(f" {word}", reply_format) for _, words in probe._rows(layout) for word in words
+        ]
+
     kinds = ["equal", "no", "equal", "no", "equal", "equal", "letter", "letter", "equal"]
-    assert probe.word_kinds(state, goal, "places-paired") == [f"places_{kind}" for kind in kinds]
-    fixed = probe.word_kinds(state, goal, "places-fixed")
+    assert kinds_of(goal_places(state, goal), "places-paired") == [f"places_{kind}" for kind in kinds]
+    fixed = kinds_of(goal_places(state, goal, probe.FIXED_SLOTS), "places-fixed")
     assert fixed[:4] == ["places_equal", "places_no", "places_equal", "places_equal"]
     assert len(fixed) == 3 * probe.FIXED_SLOTS
     copies = ["letter", "empty", "empty", "empty", "empty", "empty", "letter", "letter", "empty"]
-    assert probe.word_kinds(state, goal, "goal-keyed") == [f"copy_{kind}" for kind in copies]
-    assert probe.word_kinds(state, goal, "tops-only") is None
+    assert kinds_of(probe.goal_copy(state, goal), "goal-keyed") == [f"copy_{kind}" for kind in copies]
+    assert probe.word_kind(' "no', "keyed") == "places_no"  # a plan's first word follows its opening quote
+    assert probe.word_kind(" r", "tops-only") is None
 
 
 def test_decision_tokens_are_the_letters_dashes_and_digits_of_each_section(probe) -> None:
