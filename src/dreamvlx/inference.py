@@ -28,7 +28,7 @@ from dreamvlx.diffusion.config import DEFAULT_NEW_TOKENS
 from dreamvlx.diffusion.history import commit_steps
 from dreamvlx.modeling.checkpoint import resolve_checkpoint_dir
 from dreamvlx.modeling.dream_vl import DreamVL
-from dreamvlx.processing.conversation import build_generation_prompt, chat_to_llava
+from dreamvlx.processing.conversation import build_generation_prompt, chat_to_llava, ends_of
 from dreamvlx.processing.image import ImageInput
 from dreamvlx.processing.processor import DreamVLProcessor
 from dreamvlx.processing.tokenizer import DreamTokenizer
@@ -216,9 +216,9 @@ def generate_in_sections(
                 **generation_kwargs,
             ).tokens
             for r, tokens in zip(group, new.tolist()):
-                end = _end_of_first(tokens, separator)
-                committed[r].extend(tokens if end is None else tokens[:end])
-                if end is not None and len(committed[r]) < max_new_tokens:
+                ends = ends_of(tokens, separator)
+                committed[r].extend(tokens[: ends[0]] if ends else tokens)
+                if ends and len(committed[r]) < max_new_tokens:
                     still_open.append(r)
         open_rows = still_open
     return torch.tensor(committed, dtype=torch.long)
@@ -234,15 +234,6 @@ def left_padded(rows: Sequence[torch.Tensor], pad_id: int) -> dict[str, torch.Te
         input_ids[index, length - len(row) :] = row
         attention_mask[index, length - len(row) :] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def _end_of_first(tokens: list[int], pattern: list[int]) -> int | None:
-    """The index right after the first occurrence of ``pattern`` in ``tokens``, or None."""
-    width = len(pattern)
-    for start in range(len(tokens) - width + 1):
-        if tokens[start : start + width] == pattern:
-            return start + width
-    return None
 
 
 def reply_text(tokenizer: DreamTokenizer, token_ids: Sequence[int]) -> str:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dreamvlx.processing import IGNORE_INDEX, DreamTokenizer, build_training_sequence
-from dreamvlx.processing.conversation import move_single_image_to_front
+from dreamvlx.processing.conversation import ends_of, move_single_image_to_front
 
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 PAD = "<|image_pad|>"
@@ -115,3 +115,9 @@ def test_bad_conversations_raise(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         build_training_sequence(conversation, small_tokenizer, image_token_counts=counts, version=version)  # type: ignore[arg-type]
+
+
+def test_ends_of_finds_every_occurrence_including_the_last_tokens() -> None:
+    assert ends_of([5, 1, 2, 7, 1, 2], [1, 2]) == [3, 6]
+    assert ends_of([1, 1, 1], [1, 1]) == [2, 3]  # overlapping occurrences
+    assert ends_of([3, 4], [1, 2]) == [] and ends_of([1], [1, 2]) == []

@@ -227,3 +227,11 @@ def chat_to_llava(messages: Sequence[Mapping]) -> tuple[str | None, list[dict[st
         else:
             raise ValueError(f"message {index}: unknown role {role!r}")
     return system, turns
+
+
+def ends_of(token_ids: Sequence[int], pattern: Sequence[int]) -> list[int]:
+    """The index right after each occurrence of the non-empty token sequence ``pattern`` in ``token_ids``, in
+    order (overlapping occurrences included): where a reply's sections end when ``pattern`` is their
+    separator (given-prefix cuts in training, section-by-section decoding)."""
+    ids, pattern, width = list(token_ids), list(pattern), len(pattern)
+    return [start + width for start in range(len(ids) - width + 1) if ids[start : start + width] == pattern]

@@ -30,6 +30,7 @@ from dreamvlx.diffusion.losses import (
     next_token_loss,
     shift_labels,
 )
+from dreamvlx.processing.conversation import ends_of
 from dreamvlx.train.config import ObjectiveSection
 
 IGNORE_INDEX = -100
@@ -66,12 +67,11 @@ def cut_points(
         return []
     if separator_ids is None:
         return where[1:]
-    ids, width, is_supervised = input_ids.tolist(), len(separator_ids), set(where)
+    width, is_supervised = len(separator_ids), set(where)
     return [
-        start + width
-        for start in range(len(ids) - width)
-        if tuple(ids[start : start + width]) == separator_ids
-        and all(position in is_supervised for position in range(start, start + width + 1))
+        end
+        for end in ends_of(input_ids.tolist(), separator_ids)
+        if all(position in is_supervised for position in range(end - width, end + 1))
     ]
 
 
