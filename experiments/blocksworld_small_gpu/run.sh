@@ -27,7 +27,7 @@ EVAL_ARGS=${EVAL_ARGS:-}
 SMALL_ARGS=${SMALL_ARGS:-}  # extra overrides of the small runs (the CPU dry run: fp32, a small batch)
 DATA=data/bw-layout
 mkdir -p "$RESULTS"
-log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$RESULTS/timeline.log"; }
+source scripts/budgeted_run.sh  # log, training_limit_s, checkpoint_of
 
 log "start; $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo no GPU)"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$RESULTS/timeline.log"
@@ -44,8 +44,7 @@ dmon=$!
     >"$RESULTS/data.log" 2>&1 || { log "data generation failed"; tail "$RESULTS/data.log"; exit 1; }
 log "data ready"
 
-train_limit=$((BUDGET_S - SECONDS - EVAL_RESERVE_S))
-[ "$train_limit" -gt 30 ] || train_limit=30
+train_limit=$(training_limit_s)
 log "training for at most ${train_limit}s"
 train() {  # name preset steps [overrides...]
     local name=$1 preset=$2 steps=$3
@@ -63,15 +62,10 @@ train tiny-diffusion blocksworld-tiny "$TINY_STEPS" --optim.batch_size 32 --opti
 pids+=($!)
 wait "${pids[@]}"
 
-checkpoint_of() {  # the final model, else the newest periodic checkpoint
-    if [ -d "runs/$1/final" ]; then echo "runs/$1/final"
-    elif [ -f "runs/$1/checkpoints/LATEST" ]; then echo "runs/$1/checkpoints/$(cat "runs/$1/checkpoints/LATEST")"
-    fi
-}
 pids=()
 log "evaluating for at most $((BUDGET_S - SECONDS - 15))s"
 for name in small-diffusion small-ar tiny-diffusion; do
-    model=$(checkpoint_of "$name")
+    model=$(checkpoint_of "runs/$name")
     [ -n "$model" ] || { log "no checkpoint for $name"; continue; }
     echo "$model" >"runs/$name/evaluated_checkpoint.txt"
     [ "$name" = tiny-diffusion ] && cp -r "$model" runs/tiny-diffusion/model && rm -f runs/tiny-diffusion/model/*.pt

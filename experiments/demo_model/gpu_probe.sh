@@ -27,7 +27,7 @@ TRAIN_ARGS=${TRAIN_ARGS:-}  # extra overrides of every run (the CPU dry run: a t
 DATA=${DATA:-data/gpu-probe}
 RUNS_DIR=${RUNS_DIR:-runs/probe-small}
 mkdir -p "$RESULTS" "$DATA"
-log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$RESULTS/timeline.log"; }
+source scripts/budgeted_run.sh  # log, training_limit_s, checkpoint_of
 
 log "start; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU)"
 for format in tops-only places-paired places-keyed; do
@@ -40,8 +40,7 @@ for format in tops-only places-paired places-keyed; do
 done
 log "data ready"
 
-train_limit=$((BUDGET_S - SECONDS - EVAL_RESERVE_S))
-[ "$train_limit" -gt 30 ] || train_limit=30
+train_limit=$(training_limit_s)
 log "training for at most ${train_limit}s"
 train() {  # name format [overrides...]
     local name=$1 format=$2
@@ -62,18 +61,12 @@ train places-keyed places-keyed &
 pids+=($!)
 wait "${pids[@]}"
 
-checkpoint_of() {  # the final model, else the newest periodic checkpoint
-    if [ -d "$RUNS_DIR/$1/final" ]; then echo "$RUNS_DIR/$1/final"
-    elif [ -f "$RUNS_DIR/$1/checkpoints/LATEST" ]; then
-        echo "$RUNS_DIR/$1/checkpoints/$(cat "$RUNS_DIR/$1/checkpoints/LATEST")"
-    fi
-}
 log "evaluating"
 pids=()
 for run in tops-only:tops-only:32 places-paired:places-paired:72 places-paired-ar:places-paired:72 \
     places-keyed:places-keyed:120; do
     IFS=: read -r name format canvas <<<"$run"
-    model=$(checkpoint_of "$name")
+    model=$(checkpoint_of "$RUNS_DIR/$name")
     [ -n "$model" ] || { log "no checkpoint for $name"; continue; }
     out="$RESULTS/$name"
     mkdir -p "$out"
