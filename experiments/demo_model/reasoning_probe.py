@@ -20,7 +20,11 @@ Reply formats (``--format``; the ``"explanation"`` before ``"plan"``):
 - ``interleaved``: the prompt of ``standing-interleaved`` (each scene place beside its goal place), the
   reply the standing and the tops;
 - ``keyed``: the prompt of ``places-keyed`` (a key letter before every scene place and its goal place), the
-  reply the keyed place-by-place comparison, the standing and the tops.
+  reply the keyed place-by-place comparison, the standing and the tops;
+- ``move-from-tops``: the chain's last step alone: the prompt is the true standing and tops (``Standing: c1
+  no | c2 y ; tops: c1 y | c2 -``), with no scene and no goal, the reply the move without explanation. A
+  constructive move is read off it (a standing letter that is also a top goes to that column); when there
+  is none, the label's deconstructive move may depend on more of the scene than the prompt gives.
 
 The step formats train one step of that reasoning alone, the reply being the section as plain text (no
 plan): ``tops-only`` (the scene alone in the prompt, the columns' top blocks; a pure in-context lookup),
@@ -107,7 +111,7 @@ from dreamvlx.inference import (
 )
 from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
 
-PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved", "keyed")
+PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved", "keyed", "move-from-tops")
 KEYED_FORMATS = ("places-keyed", "goal-keyed", "keyed")
 PLACES_FORMATS = (
     "places",
@@ -163,6 +167,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
     tops = column_tops(state)
     return {
         "move": [],
+        "move-from-tops": [],
         "standing": [standing],
         "places": [places, standing],
         "tops": [standing, tops],
@@ -271,8 +276,9 @@ def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
     """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
     alone, the paired formats scene and goal column by column (``paired_layout``), the interleaved formats
-    place by place (``pairs_layout``), ``standing-from-places`` the place-by-place comparison alone
-    (system None: the chat template's default system message)."""
+    place by place (``pairs_layout``), ``standing-from-places`` the place-by-place comparison alone,
+    ``move-from-tops`` the standing and the tops alone (system None: the chat template's default system
+    message)."""
     scene = f"Scene: {state_explanation(state, 'slots')}"
     if reply_format == "tops-only":
         return None, scene
@@ -280,6 +286,8 @@ def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -
         return None, f"Goal: {goal_copy(state, goal)}"
     if reply_format == "standing-from-places":
         return None, f"Places: {goal_places(state, goal)}"
+    if reply_format == "move-from-tops":
+        return None, f"Standing: {goal_standing(state, goal)}{STANDING_SEPARATOR}tops: {column_tops(state)}"
     if reply_format in PAIRED_FORMATS:
         return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
     if reply_format in INTERLEAVED_FORMATS:

@@ -61,6 +61,10 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
             elif reply_format == "standing-from-places":  # the comparison given, the standing asked
                 assert "system" not in row
                 assert user == f"Places: {goal_places(state, goal)}"
+            elif reply_format == "move-from-tops":  # the chain's last step: standing and tops given
+                assert "system" not in row
+                standing, tops = goal_standing(state, goal), probe.column_tops(state)
+                assert user == f"Standing: {standing}{STANDING_SEPARATOR}tops: {tops}"
             else:
                 assert user.startswith("Scene: c1: ")
             if reply_format == "tops-only":
@@ -97,7 +101,9 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                     step.plan[0].block,
                     step.plan[0].column,
                 )
-                if reply_format != "move":
+                if probe.explanation(state, goal, reply_format) is None:  # the move alone
+                    assert "explanation" not in parsed.plan
+                else:
                     assert parsed.plan["explanation"] == probe.explanation(state, goal, reply_format)
             if reply_format == "standing-only":
                 assert row["system"].startswith("Goal: c1: ")
