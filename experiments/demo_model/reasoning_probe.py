@@ -270,7 +270,7 @@ def goal_copy(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
 def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """The goal's places keyed (``keyed_words``), ``c1: A r B - | c2: C - D -``: every word a copy of the
     prompt's goal place with the same key."""
-    return keyed_words([(column, there) for column, _, there in _column_places(state, goal, None)])
+    return keyed_words(_rows(goal_copy(state, goal)))
 
 
 def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
