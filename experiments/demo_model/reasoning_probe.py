@@ -54,6 +54,9 @@ Usage::
     python experiments/demo_model/reasoning_probe.py make OUT.json --format tops --samples 40000 --seed 1
     dreamvlx train --preset blocksworld-tiny --model.init MODEL --data.train_json OUT.json ...
     python experiments/demo_model/reasoning_probe.py eval RUN/final --format tops --out probe.json
+    # a curriculum stage's data with an earlier stage's replayed beside it (its first 10,000 samples);
+    # formats that share a prompt are told apart only when both are made (and evaluated) with --tagged:
+    python experiments/demo_model/reasoning_probe.py mix MIX.json --part NEW.json --part OLD.json:10000 --seed 0
 
 ``eval`` scores held-out states (the move legal, optimal, constructive; each explanation section exactly
 right; for the step formats each section of the reply), measures each section's decision tokens
@@ -68,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,7 +277,20 @@ def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     return keyed_words(_rows(goal_copy(state, goal)))
 
 
-def prompt(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> tuple[str | None, str]:
+def prompt(
+    state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str, tagged: bool = False
+) -> tuple[str | None, str]:
+    """(system, user) text of ``format_prompt``; ``tagged`` names the task first, ``Task places-paired. Scene =
+    goal: ...``. Why: several formats share one prompt (the paired step formats and ``paired`` all ask from
+    ``Scene = goal: ...``) and want different replies, so a mixture of them (``mix``) teaches the model to
+    average the replies unless each prompt says which is asked."""
+    system, user = format_prompt(state, goal, reply_format)
+    return system, f"Task {reply_format}. {user}" if tagged else user
+
+
+def format_prompt(
+    state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str
+) -> tuple[str | None, str]:
     """(system, user) text: the goal and the scene, both in the slots notation; ``tops-only`` gives the scene
     alone, the paired formats scene and goal column by column (``paired_layout``), the interleaved formats
     place by place (``pairs_layout``), ``standing-from-places`` the place-by-place comparison alone,
@@ -318,16 +335,53 @@ def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, Epis
             yield problem, step
 
 
-def make(out: Path, reply_format: str, samples: int, seed: int) -> None:
-    """Write ``samples`` text-only planning samples (``query_points``) as one LLaVA JSON list."""
+def make(out: Path, reply_format: str, samples: int, seed: int, tagged: bool = False) -> None:
+    """Write ``samples`` text-only planning samples (``query_points``) as one LLaVA JSON list (``tagged``: the
+    prompts name the task, ``prompt``)."""
     rows: list[dict] = []
     points = query_points(samples, seed)
     for problem, step in tqdm(points, total=samples, desc=f"probe data ({reply_format})"):
-        system, user = prompt(step.state, problem.goal, reply_format)
+        system, user = prompt(step.state, problem.goal, reply_format, tagged)
         reply = answer(step.state, problem.goal, step.plan[0], reply_format)
         row = {"id": f"probe-{len(rows):06d}", "system": system}
         row["conversations"] = [{"from": "human", "value": user}, {"from": "gpt", "value": reply}]
         rows.append(row if system is not None else {k: v for k, v in row.items() if k != "system"})
+    out.write_text(json.dumps(rows))
+
+
+def parse_part(text: str) -> tuple[Path, int | None]:
+    """``PATH`` or ``PATH:COUNT`` of ``mix --part``: a probe data file and how many of its first samples to take
+    (all when no count is given)."""
+    path, separator, count = text.rpartition(":")
+    if separator and count.isdigit():
+        return Path(path), int(count)
+    return Path(text), None
+
+
+def mix(out: Path, parts: list[tuple[Path, int | None]], seed: int) -> None:
+    """One shuffled LLaVA JSON list of the first ``count`` samples of each part (a curriculum stage's data with
+    earlier stages' data replayed beside it). Each sample's id becomes ``<file stem>-<index>`` so ids stay
+    unique across parts. ValueError: a part with fewer samples than asked, a file given twice, or one prompt
+    that two parts answer differently (formats sharing a prompt need ``make --tagged``, see ``prompt``)."""
+    stems = [path.stem for path, _ in parts]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"mix: a data file is given twice ({stems}); give each once with the count wanted")
+    rows: list[dict] = []
+    answered: dict[tuple[str | None, str], tuple[str, str]] = {}  # prompt -> (part, reply)
+    for path, count in parts:
+        samples = json.loads(path.read_text())
+        if count is not None and count > len(samples):
+            raise ValueError(f"mix: {path} holds {len(samples)} samples, {count} were asked")
+        for index, sample in enumerate(samples[:count]):
+            (user, reply) = (turn["value"] for turn in sample["conversations"])
+            part, known = answered.setdefault((sample.get("system"), user), (path.stem, reply))
+            if part != path.stem and known != reply:
+                raise ValueError(
+                    f"mix: {part} and {path.stem} answer the same prompt {user!r} differently; a model cannot "
+                    "tell which is asked: make both with --tagged"
+                )
+            rows.append({**sample, "id": f"{path.stem}-{index:06d}"})
+    random.Random(seed).shuffle(rows)
     out.write_text(json.dumps(rows))
 
 
@@ -339,10 +393,17 @@ class Planner:
     needs_image = False
 
     def __init__(
-        self, model_dir: str, reply_format: str, canvas: int, steps: int, staged: bool = False
+        self,
+        model_dir: str,
+        reply_format: str,
+        canvas: int,
+        steps: int,
+        staged: bool = False,
+        tagged: bool = False,
     ) -> None:
         self.model, self.processor = load_dream_vl(model_dir)
         self.reply_format, self.canvas, self.steps, self.staged = reply_format, canvas, steps, staged
+        self.tagged = tagged
         self._episode: EpisodeInfo | None = None
 
     def begin_episode(self, episode: EpisodeInfo) -> None:
@@ -357,7 +418,7 @@ class Planner:
     def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
         messages = []
         for state, goal in queries:
-            system, user = prompt(state, goal, self.reply_format)
+            system, user = prompt(state, goal, self.reply_format, self.tagged)
             turns = [{"role": "system", "content": system}] if system is not None else []
             messages.append([*turns, {"role": "user", "content": user}])
         device = next(self.model.parameters()).device
@@ -413,7 +474,7 @@ def teacher_forced(planner: Planner, queries) -> dict[str, float]:
     hits: dict[str, float] = {}
     totals: dict[str, float] = {}
     for state, goal, move in tqdm(queries, desc="teacher-forced sections"):
-        system, user = prompt(state, goal, planner.reply_format)
+        system, user = prompt(state, goal, planner.reply_format, planner.tagged)
         reply = answer(state, goal, move, planner.reply_format)
         turns = [{"from": "human", "value": user}, {"from": "gpt", "value": reply}]
         sequence = build_training_sequence(turns, tokenizer, system=system)
@@ -515,6 +576,17 @@ def main() -> None:
     make_parser.add_argument("--format", choices=FORMATS, required=True)
     make_parser.add_argument("--samples", type=int, default=40000)
     make_parser.add_argument("--seed", type=int, default=1)
+    make_parser.add_argument("--tagged", action="store_true", help="name the task in every prompt (for mix)")
+    mix_parser = sub.add_parser("mix", help="shuffle samples of several probe data files into one")
+    mix_parser.add_argument("out", type=Path)
+    mix_parser.add_argument(
+        "--part",
+        type=parse_part,
+        action="append",
+        required=True,
+        help="PATH or PATH:COUNT (its first COUNT samples)",
+    )
+    mix_parser.add_argument("--seed", type=int, default=0)
     eval_parser = sub.add_parser("eval")
     eval_parser.add_argument("model")
     eval_parser.add_argument("--format", choices=FORMATS, required=True)
@@ -529,13 +601,19 @@ def main() -> None:
         action="store_true",
         help="decode the reply one section at a time (generate_in_sections at ' ;'), as given-prefix runs train it",
     )
+    eval_parser.add_argument(
+        "--tagged", action="store_true", help="ask with the task named, as make --tagged"
+    )
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "make":
-        make(args.out, args.format, args.samples, args.seed)
+        make(args.out, args.format, args.samples, args.seed, args.tagged)
+        return
+    if args.command == "mix":
+        mix(args.out, args.part, args.seed)
         return
     torch.manual_seed(0)
-    planner = Planner(args.model, args.format, args.canvas, args.steps, args.staged)
+    planner = Planner(args.model, args.format, args.canvas, args.steps, args.staged, args.tagged)
     queries = held_out(args.states, args.seed)
     report: dict = {
         "model": args.model,
@@ -543,6 +621,7 @@ def main() -> None:
         "canvas": args.canvas,
         "steps": args.steps,
         "staged": args.staged,
+        "tagged": args.tagged,
         "held_out_states": args.states,
         "states": score_states(planner, queries, args.batch),
         "teacher_forced": teacher_forced(planner, queries[: args.forced]),

@@ -109,6 +109,50 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert row["system"].startswith("Goal: c1: ")
 
 
+def test_mix_takes_each_parts_first_samples_shuffled_with_unique_ids(probe, tmp_path: Path) -> None:
+    probe.make(tmp_path / "copy.json", "goal-only", samples=5, seed=3)
+    probe.make(tmp_path / "move.json", "move-from-tops", samples=4, seed=4)
+    parts = [probe.parse_part(f"{tmp_path / 'copy.json'}:3"), probe.parse_part(str(tmp_path / "move.json"))]
+    assert parts == [(tmp_path / "copy.json", 3), (tmp_path / "move.json", None)]
+    probe.mix(tmp_path / "mix.json", parts, seed=0)
+    rows = json.loads((tmp_path / "mix.json").read_text())
+    copies, moves = (
+        json.loads((tmp_path / "copy.json").read_text()),
+        json.loads((tmp_path / "move.json").read_text()),
+    )
+    expected = {f"copy-{i:06d}": row["conversations"] for i, row in enumerate(copies[:3])}
+    expected |= {f"move-{i:06d}": row["conversations"] for i, row in enumerate(moves)}
+    assert {row["id"]: row["conversations"] for row in rows} == expected and len(rows) == 7
+    assert [row["id"] for row in rows] != sorted(expected)  # shuffled, not concatenated
+    with pytest.raises(ValueError, match="holds 5 samples, 6 were asked"):
+        probe.mix(tmp_path / "bad.json", [(tmp_path / "copy.json", 6)], seed=0)
+    with pytest.raises(ValueError, match="given twice"):
+        probe.mix(tmp_path / "bad.json", [(tmp_path / "copy.json", 1), (tmp_path / "copy.json", 2)], seed=0)
+
+
+def test_mix_refuses_formats_that_share_a_prompt_unless_tagged(probe, tmp_path: Path) -> None:
+    for tagged in (False, True):
+        for reply_format in ("places-paired", "tops-paired"):
+            probe.make(
+                tmp_path / f"{reply_format}-{tagged}.json", reply_format, samples=3, seed=3, tagged=tagged
+            )
+    untagged = [(tmp_path / "places-paired-False.json", None), (tmp_path / "tops-paired-False.json", None)]
+    with pytest.raises(ValueError, match=r"answer the same prompt .* differently"):
+        probe.mix(tmp_path / "bad.json", untagged, seed=0)
+    tagged = [(tmp_path / "places-paired-True.json", None), (tmp_path / "tops-paired-True.json", None)]
+    probe.mix(tmp_path / "mix.json", tagged, seed=0)
+    prompts = [row["conversations"][0]["value"] for row in json.loads((tmp_path / "mix.json").read_text())]
+    assert (
+        sorted(p.split(". ", 1)[0] for p in prompts) == ["Task places-paired"] * 3 + ["Task tops-paired"] * 3
+    )
+    problem, step = next(iter(probe.query_points(1, seed=3)))
+    state, goal = step.state, problem.goal
+    assert probe.prompt(state, goal, "tops-paired", tagged=True) == (
+        None,
+        "Task tops-paired. " + probe.prompt(state, goal, "tops-paired")[1],
+    )
+
+
 @pytest.mark.parametrize(
     ("reply_format", "staged"),
     [("tops-only", False), ("places-paired", False), ("places-paired", True), ("tops", True)],
