@@ -282,8 +282,9 @@ def prompt(
 ) -> tuple[str | None, str]:
     """(system, user) text of ``format_prompt``; ``tagged`` names the task first, ``Task places-paired. Scene =
     goal: ...``. Why: several formats share one prompt (the paired step formats and ``paired`` all ask from
-    ``Scene = goal: ...``) and want different replies, so a mixture of them (``mix``) teaches the model to
-    average the replies unless each prompt says which is asked."""
+    ``Scene = goal: ...``) and want different replies, so a mixture of them (``mix``) is ill-posed unless each
+    prompt says which reply is asked. (Tagging alone did not lift a short mixed stage: finding 19 of
+    ``README.md``.)"""
     system, user = format_prompt(state, goal, reply_format)
     return system, f"Task {reply_format}. {user}" if tagged else user
 
