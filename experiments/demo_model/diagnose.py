@@ -123,7 +123,12 @@ def main() -> None:
         free = reply_text(
             processor.tokenizer,
             generate_tokens(
-                model, inputs, max_new_tokens=args.max_new_tokens, steps=args.steps, alg="entropy"
+                model,
+                inputs,
+                max_new_tokens=args.max_new_tokens,
+                steps=args.steps,
+                alg="entropy",
+                temperature=0.0,
             )
             .tokens[0]
             .tolist(),
@@ -149,7 +154,12 @@ def main() -> None:
             forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
             rest_canvas = (104 if sections == 1 else 64) if places else 64 if standing else 40
             rest = generate_tokens(
-                model, forced_inputs, max_new_tokens=rest_canvas, steps=args.steps, alg="entropy"
+                model,
+                forced_inputs,
+                max_new_tokens=rest_canvas,
+                steps=args.steps,
+                alg="entropy",
+                temperature=0.0,
             )
             # decoded as one reply (the rest decoded alone would lose the space it starts with)
             forced = reply_text(processor.tokenizer, prefix_ids[0].tolist() + rest.tokens[0].tolist())

@@ -62,7 +62,7 @@ Usage::
 right; for the step formats each section of the reply), measures each section's decision tokens
 teacher-forced (the rest of the true reply given; the place-by-place comparison and the goal copies also by
 kind of word, ``word_kind``), and for the plan formats plays the 75 ViPlan problems
-in planning mode (``run_planning_episode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
+in planning mode (``PlanningEpisode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
 as text at every step, with the demo's decoding (8 steps, ``entropy`` order); ``--staged`` decodes the reply one section at a time
 (``generate_in_sections``), each after the sections before it, as given-prefix runs are trained.
 """
@@ -75,6 +75,7 @@ import random
 import string
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ from dreamvlx.envs.blocksworld.datagen import (
 )
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
-from dreamvlx.envs.blocksworld.prompts import Messages, goal_layout, goal_text, layout_text
+from dreamvlx.envs.blocksworld.prompts import goal_layout, goal_text, layout_text
 from dreamvlx.envs.blocksworld.replies import (
     STANDING_SEPARATOR,
     goal_places,
@@ -102,11 +103,11 @@ from dreamvlx.envs.blocksworld.replies import (
     state_explanation,
 )
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
-from dreamvlx.evals.viplan.backends import EpisodeInfo
 from dreamvlx.evals.viplan.metrics import planning_metrics
-from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, run_planning_episode
-from dreamvlx.evals.viplan.querying import ImageSource
+from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.inference import (
+    DreamVL,
+    DreamVLProcessor,
     build_prompt_batch,
     generate_in_sections,
     generate_tokens,
@@ -303,9 +304,9 @@ def format_prompt(
     if reply_format == "goal-only":
         return None, f"Goal: {goal_copy(state, goal)}"
     if reply_format == "standing-from-places":
-        return None, f"Places: {goal_places(state, goal)}"
+        return None, places_prompt(goal_places(state, goal))
     if reply_format == "move-from-tops":
-        return None, f"Standing: {goal_standing(state, goal)}{STANDING_SEPARATOR}tops: {column_tops(state)}"
+        return None, move_prompt(goal_standing(state, goal), column_tops(state))
     if reply_format in PAIRED_FORMATS:
         return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
     if reply_format in INTERLEAVED_FORMATS:
@@ -313,6 +314,18 @@ def format_prompt(
     if reply_format in ("places-interleaved", *KEYED_FORMATS):
         return None, f"Scene = goal: {pairs_layout(state, goal, ' = ', reply_format in KEYED_FORMATS)}"
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
+
+
+def places_prompt(places: str) -> str:
+    """The user turn of ``standing-from-places``: a place-by-place comparison (``c1: - no - | ...``), true or a
+    model's own."""
+    return f"Places: {places}"
+
+
+def move_prompt(standing: str, tops: str) -> str:
+    """The user turn of ``move-from-tops``: a standing (``c1 no | c2 y``) and the columns' tops (``c1 y | c2
+    -``), true or a model's own."""
+    return f"Standing: {standing}{STANDING_SEPARATOR}tops: {tops}"
 
 
 def answer(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock, reply_format: str) -> str:
@@ -386,12 +399,48 @@ def mix(out: Path, parts: list[tuple[Path, int | None]], seed: int) -> None:
     out.write_text(json.dumps(rows))
 
 
-class Planner:
-    """The model asked for one move from (state, goal) given as text, the demo's decoding. It is also a
-    ViPlan backend (``VLMBackend``) that ignores the prompt it is sent (ViPlan's goal and history) and asks
-    with the text scene of the live episode's true state instead, as the probe's training samples do."""
+def ask(
+    model: DreamVL,
+    processor: DreamVLProcessor,
+    prompts: list[tuple[str | None, str]],
+    canvas: int,
+    steps: int,
+    staged: bool = False,
+    temperature: float = 0.0,
+) -> list[str]:
+    """The model's free replies to text-only ``(system, user)`` prompts (system None: the chat template's
+    default), decoded as the demo decodes (``DreamVLBackend``): ``steps`` diffusion steps over a
+    ``canvas``-token reply, ``entropy`` order, greedy unless a ``temperature`` > 0 is asked for; ``staged``
+    decodes one section at a time (``generate_in_sections`` at ``STANDING_SEPARATOR``). The temperature is
+    always passed: the official effective default is 1.0 (sampling, top-k 50), which this probe used without
+    saying so until 2026-12-07 (``README.md``, finding 20)."""
+    messages = []
+    for system, user in prompts:
+        turns = [{"role": "system", "content": system}] if system is not None else []
+        messages.append([*turns, {"role": "user", "content": user}])
+    device = next(model.parameters()).device
+    inputs = build_prompt_batch(processor, [[] for _ in prompts], messages, device=device)
+    decoding = {"max_new_tokens": canvas, "steps": steps, "alg": "entropy", "temperature": temperature}
+    if staged:
+        tokenizer = processor.tokenizer
+        separator = tokenizer.encode(STANDING_SEPARATOR.rstrip())
+        tokens = generate_in_sections(
+            model, inputs, separator, pad_id=tokenizer.special_ids.endoftext, **decoding
+        )
+    else:
+        tokens = generate_tokens(model, inputs, **decoding).tokens
+    return [reply_text(processor.tokenizer, row.tolist()) for row in tokens]
 
-    needs_image = False
+
+class TextScenePlanner(Protocol):
+    """Anything that answers a batch of (state, goal) queries, given as text, with one plan reply each."""
+
+    def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]: ...
+
+
+class Planner:
+    """One model asked for one reply of ``reply_format`` from (state, goal) given as text, the demo's
+    decoding."""
 
     def __init__(
         self,
@@ -401,38 +450,17 @@ class Planner:
         steps: int,
         staged: bool = False,
         tagged: bool = False,
+        temperature: float = 0.0,
     ) -> None:
         self.model, self.processor = load_dream_vl(model_dir)
         self.reply_format, self.canvas, self.steps, self.staged = reply_format, canvas, steps, staged
-        self.tagged = tagged
-        self._episode: EpisodeInfo | None = None
-
-    def begin_episode(self, episode: EpisodeInfo) -> None:
-        self._episode = episode
-
-    def generate(self, image: None, messages: Messages) -> str:
-        if self._episode is None:
-            raise RuntimeError("Planner needs begin_episode() before generate()")
-        env = self._episode.env
-        return self.replies([(env.state, tuple(env.problem.goal))])[0]
+        self.tagged, self.temperature = tagged, temperature
 
     def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
-        messages = []
-        for state, goal in queries:
-            system, user = prompt(state, goal, self.reply_format, self.tagged)
-            turns = [{"role": "system", "content": system}] if system is not None else []
-            messages.append([*turns, {"role": "user", "content": user}])
-        device = next(self.model.parameters()).device
-        inputs = build_prompt_batch(self.processor, [[] for _ in queries], messages, device=device)
-        decoding = {"max_new_tokens": self.canvas, "steps": self.steps, "alg": "entropy"}
-        if self.staged:
-            tokenizer = self.processor.tokenizer
-            separator = tokenizer.encode(STANDING_SEPARATOR.rstrip())
-            pad = tokenizer.special_ids.endoftext
-            tokens = generate_in_sections(self.model, inputs, separator, pad_id=pad, **decoding)
-        else:
-            tokens = generate_tokens(self.model, inputs, **decoding).tokens
-        return [reply_text(self.processor.tokenizer, row.tolist()) for row in tokens]
+        prompts = [prompt(state, goal, self.reply_format, self.tagged) for state, goal in queries]
+        return ask(
+            self.model, self.processor, prompts, self.canvas, self.steps, self.staged, self.temperature
+        )
 
 
 def held_out(count: int, seed: int) -> list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]]:
@@ -510,7 +538,7 @@ def word_kind(word: str, reply_format: str) -> str | None:
     return None
 
 
-def _plan_marks(state: BlocksWorldState, goal: tuple[Fact, ...], reply: str, reply_format: str) -> dict:
+def plan_marks(state: BlocksWorldState, goal: tuple[Fact, ...], reply: str, reply_format: str) -> dict:
     """One free reply of a plan format: the move's quality and each explanation section's exactness."""
     marks = move_quality(state, list(goal), reply, len(find_plan(state, goal)))
     parsed = parse_plan_reply(reply)
@@ -535,7 +563,7 @@ def _sections_exact(truth: str, said: str) -> dict[str, bool]:
 
 def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
     """Free generation on held-out states: for the plan formats the move's quality and each section's
-    exactness (``_plan_marks``), for the step formats whether each section of the reply is exactly right."""
+    exactness (``plan_marks``), for the step formats whether each section of the reply is exactly right."""
     count = len(queries)
     tally: dict[str, float] = {}
     for start in tqdm(range(0, count, batch), desc="held-out states"):
@@ -545,28 +573,40 @@ def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
             if planner.reply_format in STEP_FORMATS:
                 marks = _sections_exact(answer(state, goal, move, planner.reply_format), reply.strip())
             else:
-                marks = _plan_marks(state, goal, reply, planner.reply_format)
+                marks = plan_marks(state, goal, reply, planner.reply_format)
             for key, value in marks.items():
                 tally[key] = tally.get(key, 0.0) + float(value)
     return {key: round(value / count, 3) for key, value in tally.items()}
 
 
-def play_benchmark(planner: Planner) -> dict[str, dict[str, float]]:
-    """ViPlan planning mode (``run_planning_episode``) on the 75 problems, the true scene given as text."""
+def play_benchmark(planner: TextScenePlanner) -> dict[str, dict[str, float]]:
+    """ViPlan planning mode on the 75 problems, the true scene given as text: each split's episodes
+    (``PlanningEpisode``, ViPlan's step budgets) played in lockstep, the live ones' queries asked as one
+    batch per step."""
     results = {}
     for split in SPLITS:
         config = PlanningConfig(MAX_STEPS[split], cot=True, prompt_style="slots")
-        records = [
-            run_planning_episode(problem, planner, ImageSource(False), config)
-            for problem in tqdm(load_split(split), desc=f"benchmark {split}")
-        ]
-        metrics = planning_metrics(records)
+        episodes = [PlanningEpisode(problem, config) for problem in load_split(split)]
+        with tqdm(total=len(episodes), desc=f"benchmark {split}") as ended:
+            while live := [episode for episode in episodes if not episode.done]:
+                replies = planner.replies([(e.env.state, tuple(e.problem.goal)) for e in live])
+                for episode, reply in zip(live, replies):
+                    episode.take(episode.messages(), reply)
+                ended.update(sum(episode.done for episode in live))
+        metrics = planning_metrics([episode.record() for episode in episodes])
         results[split] = {
             "success": metrics["task_completion_rate"],
             "action_success": metrics["action_success_rate"],
             "unparsable_replies": metrics["unparsable_replies"],
         }
     return results
+
+
+def write_report(report: dict, out: Path | None) -> None:
+    """Print ``report`` as JSON and write it to ``out`` when given."""
+    print(json.dumps(report, indent=1))
+    if out:
+        out.write_text(json.dumps(report, indent=1) + "\n")
 
 
 def main() -> None:
@@ -605,6 +645,12 @@ def main() -> None:
     eval_parser.add_argument(
         "--tagged", action="store_true", help="ask with the task named, as make --tagged"
     )
+    eval_parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 (default): greedy, as the demo; > 0 samples (every reply before 2026-12-07 was sampled at 1.0)",
+    )
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "make":
@@ -614,7 +660,9 @@ def main() -> None:
         mix(args.out, args.part, args.seed)
         return
     torch.manual_seed(0)
-    planner = Planner(args.model, args.format, args.canvas, args.steps, args.staged, args.tagged)
+    planner = Planner(
+        args.model, args.format, args.canvas, args.steps, args.staged, args.tagged, args.temperature
+    )
     queries = held_out(args.states, args.seed)
     report: dict = {
         "model": args.model,
@@ -623,15 +671,14 @@ def main() -> None:
         "steps": args.steps,
         "staged": args.staged,
         "tagged": args.tagged,
+        "temperature": args.temperature,
         "held_out_states": args.states,
         "states": score_states(planner, queries, args.batch),
         "teacher_forced": teacher_forced(planner, queries[: args.forced]),
     }
     if args.format in PLAN_FORMATS:
         report["benchmark_text_scene"] = play_benchmark(planner)
-    print(json.dumps(report, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

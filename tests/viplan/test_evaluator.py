@@ -21,7 +21,7 @@ from dreamvlx.evals.viplan.backends import BackendSpec, EpisodeInfo, VLMBackend
 from dreamvlx.evals.viplan.cli import main
 from dreamvlx.evals.viplan.grounding import GroundingConfig, run_grounding_episode
 from dreamvlx.evals.viplan.metrics import grounding_metrics, planning_metrics
-from dreamvlx.evals.viplan.planning import PlanningConfig, run_planning_episode
+from dreamvlx.evals.viplan.planning import PlanningConfig, PlanningEpisode, run_planning_episode
 from dreamvlx.evals.viplan.querying import ImageSource
 from dreamvlx.evals.viplan.runner import RunConfig, evaluate, summarize
 
@@ -138,6 +138,32 @@ def test_planning_loop_feedback_and_ending() -> None:
         empty["end_reason"] == "unusable reply (invalid_plan)"
         and planning_metrics([empty])["total_actions"] == 1
     )
+
+
+def test_episodes_stepped_in_lockstep_match_one_at_a_time() -> None:
+    """``PlanningEpisode`` driven from outside, several episodes at once as a batching caller drives them,
+    records exactly what ``run_planning_episode`` records, and refuses a reply after its end."""
+    problems = load_split("simple")[:3]
+    scripts = [
+        [plan_reply([MoveBlock("y", "c3")])] * 4,
+        ["I give up"],
+        [plan_reply([MoveBlock("p", "c3")])] * 4,
+    ]
+    config = PlanningConfig(max_steps=4, cot=True, prompt_style="slots")
+    alone = [run_planning_episode(p, Scripted(r), NO_IMAGES, config) for p, r in zip(problems, scripts)]
+    episodes = [PlanningEpisode(problem, config) for problem in problems]
+    queues = [list(replies) for replies in scripts]
+    while live := [i for i, episode in enumerate(episodes) if not episode.done]:
+        for i in live:
+            episodes[i].take(episodes[i].messages(), queues[i].pop(0))
+    assert [episode.record() for episode in episodes] == alone
+    assert [record["end_reason"] for record in alone] == [
+        "step limit reached",
+        "unusable reply (invalid_json)",
+        "step limit reached",
+    ]
+    with pytest.raises(RuntimeError, match="has ended"):
+        episodes[1].take(episodes[1].messages(), plan_reply([MoveBlock("y", "c3")]))
 
 
 def _truthful(state, question: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from dreamvlx.envs.blocksworld.env import BlocksWorldEnv
 from dreamvlx.envs.blocksworld.problems import Problem
-from dreamvlx.envs.blocksworld.prompts import is_compact, planning_prompt
+from dreamvlx.envs.blocksworld.prompts import Messages, is_compact, planning_prompt
 from dreamvlx.envs.blocksworld.replies import history_record, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import ACTION_NAME, MoveBlock
 from dreamvlx.evals.viplan.backends import EpisodeInfo, VLMBackend, episode_seed
@@ -39,61 +39,94 @@ def _resolve(problem: Problem, name: Any, block: str | None, column: str | None)
     return MoveBlock(block, column)
 
 
+class PlanningEpisode:
+    """One planning episode stepped from outside: ``messages()`` is the prompt of the next query, ``take``
+    applies the reply to it, ``done`` says whether the episode has ended, ``record()`` is its JSON record.
+    ``run_planning_episode`` drives one; a caller that holds several can batch their queries."""
+
+    def __init__(self, problem: Problem, config: PlanningConfig) -> None:
+        if config.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {config.max_steps}")
+        self.problem, self.config = problem, config
+        self.env = BlocksWorldEnv(problem)
+        self.history: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
+        self._unusable: str | None = None  # the status of a reply that ended the episode
+        self._first_prompt = self.messages()
+
+    @property
+    def done(self) -> bool:
+        return self.env.goal_reached or self._unusable is not None or len(self.steps) >= self.config.max_steps
+
+    def messages(self) -> Messages:
+        """The planning prompt for the current state: the goal and the JSON history so far."""
+        return planning_prompt(self.problem, self.history, self.config.cot, self.config.prompt_style)
+
+    def take(self, messages: Messages, reply: str) -> None:
+        """Apply ``reply`` (the answer to ``messages``): execute its plan's first action and record it."""
+        if self.done:
+            raise RuntimeError(f"episode {self.problem.name} has ended; it takes no more replies")
+        parsed = parse_plan_reply(reply)
+        step: dict[str, Any] = {
+            "prompt": prompt_record(messages, with_system=is_compact(self.config.prompt_style)),
+            "reply": reply,
+            "status": parsed.status,
+        }
+        self.steps.append(step)
+        if parsed.status != "ok":
+            step.update(success=False, error=parsed.error)
+            self._unusable = parsed.status
+            return
+        action = _resolve(self.problem, parsed.action, parsed.block, parsed.column)
+        if action is None:
+            self.history.append(history_record(None, parsed.action, False, ""))
+            step.update(action=None, success=False, info="action does not exist")
+            return
+        result = self.env.step(action)
+        info = "success" if result.success else "not legal"
+        self.history.append(history_record(action, parsed.action, result.success, info))
+        step.update(action=str(action), success=result.success, info=info, reason=result.reason)
+
+    def record(self) -> dict[str, Any]:
+        """The episode's JSON-serialisable record (every prompt, reply and outcome)."""
+        if self.env.goal_reached:
+            end_reason = "goal reached"
+        elif self._unusable is not None:
+            end_reason = f"unusable reply ({self._unusable})"
+        else:
+            end_reason = "step limit reached"
+        return {
+            "problem": self.problem.name,
+            "mode": "planning",
+            "system_prompt": system_prompt(self._first_prompt),
+            "initial_state": str(self.problem.initial_state),
+            "goal": [list(f) for f in self.problem.goal],
+            "max_steps": self.config.max_steps,
+            "steps": self.steps,
+            "history": self.history,
+            "end_reason": end_reason,
+            "goal_reached": self.env.goal_reached,
+            "final_state": str(self.env.state),
+            "executed_actions": [str(a) for a in self.env.executed],
+        }
+
+
 def run_planning_episode(
     problem: Problem, backend: VLMBackend, images: ImageSource, config: PlanningConfig
 ) -> dict[str, Any]:
     """Run one planning episode; returns its JSON-serialisable record (every prompt, reply and outcome)."""
-    if config.max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1, got {config.max_steps}")
-    env = BlocksWorldEnv(problem)
+    episode = PlanningEpisode(problem, config)
     if hasattr(backend, "begin_episode"):
         backend.begin_episode(
             EpisodeInfo(
-                env, episode_seed(config.seed, problem.name), "planning", config.cot, config.prompt_style
+                episode.env,
+                episode_seed(config.seed, problem.name),
+                "planning",
+                config.cot,
+                config.prompt_style,
             )
         )
-    history: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
-    end_reason = "step limit reached"
-    first_prompt = planning_prompt(problem, history, config.cot, config.prompt_style)
-    for _ in range(config.max_steps):
-        if env.goal_reached:
-            break
-        messages = planning_prompt(problem, history, config.cot, config.prompt_style)
-        reply = generate(backend, images(env.state), [messages], batch_size=1)[0]
-        parsed = parse_plan_reply(reply)
-        step: dict[str, Any] = {
-            "prompt": prompt_record(messages, with_system=is_compact(config.prompt_style)),
-            "reply": reply,
-            "status": parsed.status,
-        }
-        steps.append(step)
-        if parsed.status != "ok":
-            step.update(success=False, error=parsed.error)
-            end_reason = f"unusable reply ({parsed.status})"
-            break
-        action = _resolve(problem, parsed.action, parsed.block, parsed.column)
-        if action is None:
-            history.append(history_record(None, parsed.action, False, ""))
-            step.update(action=None, success=False, info="action does not exist")
-            continue
-        result = env.step(action)
-        info = "success" if result.success else "not legal"
-        history.append(history_record(action, parsed.action, result.success, info))
-        step.update(action=str(action), success=result.success, info=info, reason=result.reason)
-    if env.goal_reached:
-        end_reason = "goal reached"
-    return {
-        "problem": problem.name,
-        "mode": "planning",
-        "system_prompt": system_prompt(first_prompt),
-        "initial_state": str(problem.initial_state),
-        "goal": [list(f) for f in problem.goal],
-        "max_steps": config.max_steps,
-        "steps": steps,
-        "history": history,
-        "end_reason": end_reason,
-        "goal_reached": env.goal_reached,
-        "final_state": str(env.state),
-        "executed_actions": [str(a) for a in env.executed],
-    }
+    while not episode.done:
+        messages = episode.messages()
+        episode.take(messages, generate(backend, images(episode.env.state), [messages], batch_size=1)[0])
+    return episode.record()

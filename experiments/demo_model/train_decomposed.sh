@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Trains the models of the decomposed planner (decomposed_planner.py), one lane at a time, each stage from
+# the weights the lane names; two lanes run side by side on a 2-core machine (THREADS=1 each, the default).
+#
+#   bash experiments/demo_model/train_decomposed.sh places     # goal-only 1,000 -> goal-paired 1,200 -> places-paired 2,000
+#   bash experiments/demo_model/train_decomposed.sh steps      # tops-only 2,000, standing-from-places 2,000, move-from-tops 2,000, each from v2
+#   THREADS=2 bash experiments/demo_model/train_decomposed.sh multitask   # one model for every step, from the places lane's
+#
+# Needs runs/v2-init (a copy of src/dreamvlx/assets/demo_model), data/probe-<format>.json made by
+# `reasoning_probe.py make data/probe-<format>.json --format <format> --samples 40000 --seed 1`, and for
+# `multitask` data/dec-multitask.json made by `reasoning_probe.py mix` (README.md gives the command).
+# Environment knobs (for tests/demo/test_train_decomposed.py, which runs every lane in miniature): RUNS_DIR,
+# DATA_DIR, INIT (the weights the lanes start from), STEP_DIVISOR (every stage's steps divided by it),
+# BATCH, THREADS.
+# Why these lengths: each is what the step took alone (README findings 1, 12-15); the places model needs the
+# copies first (finding 13), the others learn from v2 directly. The multitask model gets each step's own
+# length again (finding 19: in a mixture a step needs as many steps of its own data as alone).
+set -euo pipefail
+lane=${1:?"lane: places, steps or multitask"}
+threads=${THREADS:-1}
+runs=${RUNS_DIR:-runs}
+data=${DATA_DIR:-data}
+init=${INIT:-runs/v2-init}
+divisor=${STEP_DIVISOR:-1}
+common=(--preset blocksworld-tiny --data.num_workers 0 --optim.lr 1e-3 --optim.warmup_ratio 0.02
+    --optim.batch_size "${BATCH:-32}" --run.keep_last 1 --run.log_every 50 --run.seed 1)
+
+stage() {  # stage NAME DATA_JSON STEPS FROM: trains $runs/NAME from the weights FROM (skipped when done)
+    local name=$1 json=$2 steps=$(($3 / divisor)) from=$4
+    if [[ -f $runs/$name/final/model.safetensors ]]; then
+        echo "$runs/$name/final exists: skipped"
+        return
+    fi
+    OMP_NUM_THREADS=$threads dreamvlx train "${common[@]}" --model.init "$from" \
+        --data.train_json "$json" --run.out_dir "$runs/$name" \
+        --optim.max_steps "$steps" --run.save_every $((steps / 2))
+}
+
+case $lane in
+    places)
+        stage dec-goal-only "$data/probe-goal-only.json" 1000 "$init"
+        stage dec-goal-paired "$data/probe-goal-paired.json" 1200 "$runs/dec-goal-only/final"
+        stage dec-places "$data/probe-places-paired.json" 2000 "$runs/dec-goal-paired/final"
+        ;;
+    steps)
+        stage dec-tops "$data/probe-tops-only.json" 2000 "$init"
+        stage dec-standing "$data/probe-standing-from-places.json" 2000 "$init"
+        stage dec-move "$data/probe-move-from-tops.json" 2000 "$init"
+        ;;
+    multitask)
+        stage dec-multitask "$data/dec-multitask.json" 5000 "$runs/dec-places/final"
+        ;;
+    *)
+        echo "unknown lane '$lane': places, steps or multitask" >&2
+        exit 2
+        ;;
+esac

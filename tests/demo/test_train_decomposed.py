@@ -1,0 +1,84 @@
+"""``experiments/demo_model/train_decomposed.sh`` and ``decomposed_planner.py`` in miniature on the CPU: every
+lane trains its stages in order, each from the weights the lane names (steps divided by 500, batch 4, from
+the shipped model), and the planner scores the chain of the models it leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dreamvlx.demo import shipped_model_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "experiments" / "demo_model" / "train_decomposed.sh"
+FORMATS = ("goal-only", "goal-paired", "places-paired", "tops-only", "standing-from-places", "move-from-tops")
+# run -> (data file, steps after the divisor, the weights it starts from)
+EXPECTED = {
+    "dec-goal-only": ("probe-goal-only.json", 2, "INIT"),
+    "dec-goal-paired": ("probe-goal-paired.json", 2, "dec-goal-only"),
+    "dec-places": ("probe-places-paired.json", 4, "dec-goal-paired"),
+    "dec-tops": ("probe-tops-only.json", 4, "INIT"),
+    "dec-standing": ("probe-standing-from-places.json", 4, "INIT"),
+    "dec-move": ("probe-move-from-tops.json", 4, "INIT"),
+    "dec-multitask": ("dec-multitask.json", 10, "dec-places"),
+}
+
+
+def _lane(lane: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(SCRIPT), lane], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400
+    )
+
+
+@pytest.mark.timeout(900)
+def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tmp_path: Path) -> None:
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    for reply_format in FORMATS:
+        probe.make(data / f"probe-{reply_format}.json", reply_format, samples=16, seed=3)
+    parts = [(data / f"probe-{f}.json", 8) for f in ("move-from-tops", "tops-only", "places-paired")]
+    probe.mix(data / "dec-multitask.json", parts, seed=0)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "RUNS_DIR": str(runs),
+        "DATA_DIR": str(data),
+        "INIT": str(shipped_model_dir()),
+        "STEP_DIVISOR": "500",
+        "BATCH": "4",
+    }
+    for lane in ("places", "steps", "multitask"):
+        done = _lane(lane, env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    for run, (json_name, steps, start) in EXPECTED.items():
+        config = json.loads((runs / run / "train_config.json").read_text())
+        assert (runs / run / "final" / "model.safetensors").is_file()
+        assert config["data"]["train_json"] == str(data / json_name)
+        assert config["optim"]["max_steps"] == steps
+        assert config["model"]["init"] == (env["INIT"] if start == "INIT" else str(runs / start / "final"))
+    again = _lane("steps", env)  # a lane run again skips what it has made
+    assert again.returncode == 0 and again.stdout.count("exists: skipped") == 3
+    wrong = _lane("everything", env)
+    assert wrong.returncode == 2 and "unknown lane 'everything'" in wrong.stderr
+
+    out = tmp_path / "chain.json"
+    models = {step: runs / f"dec-{step}" / "final" for step in ("places", "standing", "tops", "move")}
+    chain = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "demo_model" / "decomposed_planner.py")]
+        + [arg for step, path in models.items() for arg in (f"--{step}", str(path))]
+        + ["--states", "4", "--batch", "2", "--steps", "2", "--no-benchmark", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert chain.returncode == 0, chain.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["models"] == {step: str(path) for step, path in models.items()}
+    assert report["given"] == [] and report["held_out_states"] == 4 and "benchmark_text_scene" not in report
+    assert {"places_exact", "standing_exact", "tops_exact", "legal", "optimal"} <= set(report["states"])
