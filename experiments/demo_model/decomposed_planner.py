@@ -32,6 +32,7 @@ plays the 75 ViPlan problems in planning mode with the true scene given as text 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -44,6 +45,7 @@ from reasoning_probe import (
     plan_marks,
     play_benchmark,
     prompt,
+    query_temperatures,
     write_report,
 )
 from tqdm import tqdm
@@ -77,9 +79,10 @@ class DecomposedPlanner:
     ``models`` maps each step of ``STEPS`` that is not ``given`` to a checkpoint directory (each directory
     is loaded once); ``given`` steps (not ``move``) take the true section instead of a model's reply;
     ``steps`` diffusion steps per call, ``entropy`` order, as the demo decodes. Every call is greedy except
-    the move's at ``move_temperature`` > 0: the text prompt holds no history, so a greedy move that fails
-    (illegal, or undoing the last one) is asked again from the same prompt and repeated until the step
-    budget ends; sampling the move lets an episode leave such a loop (``README.md``, finding 20)."""
+    the move's at ``move_temperature`` > 0, or at ``retry_temperature`` for a query asked again after a
+    failed action (``query_temperatures``): the text prompt holds no history, so a greedy move that fails is
+    asked again from the same prompt and repeated until the step budget ends; sampling the move lets an
+    episode leave such a loop (``README.md``, finding 21)."""
 
     def __init__(
         self,
@@ -87,6 +90,7 @@ class DecomposedPlanner:
         given: frozenset[str] = frozenset(),
         steps: int = 8,
         move_temperature: float = 0.0,
+        retry_temperature: float | None = None,
     ) -> None:
         unknown = set(given) - set(STEPS[:-1])
         if unknown:
@@ -105,17 +109,24 @@ class DecomposedPlanner:
             if directory not in loaded:
                 loaded[directory] = load_dream_vl(directory)
             self.models[step] = loaded[directory]
-        self.given, self.steps, self.move_temperature = frozenset(given), steps, move_temperature
+        self.given, self.steps = frozenset(given), steps
+        self.move_temperature, self.retry_temperature = move_temperature, retry_temperature
 
-    def _ask(self, step: str, prompts: list[tuple[str | None, str]]) -> list[str]:
+    def _ask(
+        self, step: str, prompts: list[tuple[str | None, str]], temperature: float | list[float] = 0.0
+    ) -> list[str]:
         model, processor = self.models[step]
-        temperature = self.move_temperature if step == "move" else 0.0
         replies = ask(model, processor, prompts, CANVASES[step], self.steps, temperature=temperature)
         return [reply.strip() for reply in replies]
 
-    def chains(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[dict[str, str]]:
+    def chains(
+        self,
+        queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]],
+        retries: Sequence[bool] | None = None,
+    ) -> list[dict[str, str]]:
         """Every step's reply for each query: ``places`` (the comparison section of its reply), ``places_reply``
-        (the whole reply, or the truth when given), ``standing``, ``tops`` and ``move`` (a JSON plan)."""
+        (the whole reply, or the truth when given), ``standing``, ``tops`` and ``move`` (a JSON plan);
+        ``retries`` as ``TextScenePlanner.replies``."""
         truths = [true_sections(state, goal) for state, goal in queries]
         chains: list[dict[str, str]] = [{} for _ in queries]
 
@@ -132,13 +143,21 @@ class DecomposedPlanner:
         tops = run("tops", [prompt(s, g, STEP_FORMATS["tops"]) for s, g in queries])
         for chain, standing, top in zip(chains, standings, tops):
             chain["standing"], chain["tops"] = standing, top
-        moves = self._ask("move", [(None, move_prompt(c["standing"], c["tops"])) for c in chains])
+        temperatures = query_temperatures(
+            len(queries), self.move_temperature, self.retry_temperature, retries
+        )
+        move_prompts = [(None, move_prompt(c["standing"], c["tops"])) for c in chains]
+        moves = self._ask("move", move_prompts, temperatures)
         for chain, move in zip(chains, moves):
             chain["move"] = move
         return chains
 
-    def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
-        return [chain["move"] for chain in self.chains(queries)]
+    def replies(
+        self,
+        queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]],
+        retries: Sequence[bool] | None = None,
+    ) -> list[str]:
+        return [chain["move"] for chain in self.chains(queries, retries)]
 
 
 def score_chains(planner: DecomposedPlanner, queries, batch: int) -> dict[str, float]:
@@ -182,6 +201,11 @@ def main() -> None:
         default=0.0,
         help="the move call's temperature (0: greedy, as every other)",
     )
+    parser.add_argument(
+        "--retry-temperature",
+        type=float,
+        help="benchmark: the move's temperature when asked again after a failed action (default: --move-temperature)",
+    )
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--no-benchmark", action="store_true", help="score held-out states only")
     parser.add_argument("--out", type=Path)
@@ -189,12 +213,13 @@ def main() -> None:
     given = frozenset(filter(None, args.given.split(",")))
     models = {step: getattr(args, step) for step in STEPS if getattr(args, step)}
     torch.manual_seed(0)
-    planner = DecomposedPlanner(models, given, args.steps, args.move_temperature)
+    planner = DecomposedPlanner(models, given, args.steps, args.move_temperature, args.retry_temperature)
     report: dict = {
         "models": models,
         "given": sorted(given),
         "steps": args.steps,
         "move_temperature": args.move_temperature,
+        "retry_temperature": args.retry_temperature,
         "canvases": CANVASES,
         "held_out_states": args.states,
         "states": score_chains(planner, held_out(args.states, args.seed), args.batch),

@@ -73,7 +73,7 @@ import argparse
 import json
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -406,14 +406,26 @@ def ask(
     canvas: int,
     steps: int,
     staged: bool = False,
-    temperature: float = 0.0,
+    temperature: float | Sequence[float] = 0.0,
 ) -> list[str]:
     """The model's free replies to text-only ``(system, user)`` prompts (system None: the chat template's
     default), decoded as the demo decodes (``DreamVLBackend``): ``steps`` diffusion steps over a
     ``canvas``-token reply, ``entropy`` order, greedy unless a ``temperature`` > 0 is asked for; ``staged``
     decodes one section at a time (``generate_in_sections`` at ``STANDING_SEPARATOR``). The temperature is
     always passed: the official effective default is 1.0 (sampling, top-k 50), which this probe used without
-    saying so until 2026-12-07 (``README.md``, finding 20)."""
+    saying so until 2026-12-07 (``README.md``, finding 20). ``temperature`` is one value for every prompt or
+    one per prompt; then each distinct value's prompts are decoded as one batch."""
+    if not isinstance(temperature, int | float):
+        temperatures = list(temperature)
+        if len(temperatures) != len(prompts):
+            raise ValueError(f"{len(temperatures)} temperatures for {len(prompts)} prompts")
+        replies = [""] * len(prompts)
+        for value in sorted(set(temperatures)):
+            rows = [row for row, row_value in enumerate(temperatures) if row_value == value]
+            answers = ask(model, processor, [prompts[row] for row in rows], canvas, steps, staged, value)
+            for row, answer in zip(rows, answers):
+                replies[row] = answer
+        return replies
     messages = []
     for system, user in prompts:
         turns = [{"role": "system", "content": system}] if system is not None else []
@@ -433,14 +445,34 @@ def ask(
 
 
 class TextScenePlanner(Protocol):
-    """Anything that answers a batch of (state, goal) queries, given as text, with one plan reply each."""
+    """Anything that answers a batch of (state, goal) queries, given as text, with one plan reply each;
+    ``retries`` (one per query, or None: none) marks the queries asked again after their episode's last
+    action failed."""
 
-    def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]: ...
+    def replies(
+        self,
+        queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]],
+        retries: Sequence[bool] | None = None,
+    ) -> list[str]: ...
+
+
+def query_temperatures(
+    count: int, temperature: float, retry_temperature: float | None, retries: Sequence[bool] | None
+) -> list[float]:
+    """Each of ``count`` queries' decoding temperature: ``retry_temperature`` for a retried query (when it is
+    not None), else ``temperature``. Why: a prompt without history is the same question after a failed
+    action, so a greedy reply repeats the failure until the step budget ends (``README.md``, finding 21);
+    greedy first and sampled on a retry keeps greedy's better first choices and leaves such loops."""
+    if retries is not None and len(retries) != count:
+        raise ValueError(f"{len(retries)} retry flags for {count} queries")
+    if retry_temperature is None or retries is None:
+        return [temperature] * count
+    return [retry_temperature if retry else temperature for retry in retries]
 
 
 class Planner:
     """One model asked for one reply of ``reply_format`` from (state, goal) given as text, the demo's
-    decoding."""
+    decoding at ``temperature`` (a retried query at ``retry_temperature`` when given: ``query_temperatures``)."""
 
     def __init__(
         self,
@@ -451,16 +483,20 @@ class Planner:
         staged: bool = False,
         tagged: bool = False,
         temperature: float = 0.0,
+        retry_temperature: float | None = None,
     ) -> None:
         self.model, self.processor = load_dream_vl(model_dir)
         self.reply_format, self.canvas, self.steps, self.staged = reply_format, canvas, steps, staged
-        self.tagged, self.temperature = tagged, temperature
+        self.tagged, self.temperature, self.retry_temperature = tagged, temperature, retry_temperature
 
-    def replies(self, queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]]) -> list[str]:
+    def replies(
+        self,
+        queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]],
+        retries: Sequence[bool] | None = None,
+    ) -> list[str]:
         prompts = [prompt(state, goal, self.reply_format, self.tagged) for state, goal in queries]
-        return ask(
-            self.model, self.processor, prompts, self.canvas, self.steps, self.staged, self.temperature
-        )
+        temperatures = query_temperatures(len(queries), self.temperature, self.retry_temperature, retries)
+        return ask(self.model, self.processor, prompts, self.canvas, self.steps, self.staged, temperatures)
 
 
 def held_out(count: int, seed: int) -> list[tuple[BlocksWorldState, tuple[Fact, ...], MoveBlock]]:
@@ -582,14 +618,15 @@ def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
 def play_benchmark(planner: TextScenePlanner) -> dict[str, dict[str, float]]:
     """ViPlan planning mode on the 75 problems, the true scene given as text: each split's episodes
     (``PlanningEpisode``, ViPlan's step budgets) played in lockstep, the live ones' queries asked as one
-    batch per step."""
+    batch per step, each marked as a retry when its episode's last action failed."""
     results = {}
     for split in SPLITS:
         config = PlanningConfig(MAX_STEPS[split], cot=True, prompt_style="slots")
         episodes = [PlanningEpisode(problem, config) for problem in load_split(split)]
         with tqdm(total=len(episodes), desc=f"benchmark {split}") as ended:
             while live := [episode for episode in episodes if not episode.done]:
-                replies = planner.replies([(e.env.state, tuple(e.problem.goal)) for e in live])
+                queries = [(e.env.state, tuple(e.problem.goal)) for e in live]
+                replies = planner.replies(queries, [e.last_action_failed for e in live])
                 for episode, reply in zip(live, replies):
                     episode.take(episode.messages(), reply)
                 ended.update(sum(episode.done for episode in live))
@@ -651,6 +688,11 @@ def main() -> None:
         default=0.0,
         help="0 (default): greedy, as the demo; > 0 samples (every reply before 2026-12-07 was sampled at 1.0)",
     )
+    eval_parser.add_argument(
+        "--retry-temperature",
+        type=float,
+        help="benchmark: the temperature of a query asked again after a failed action (default: --temperature)",
+    )
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "make":
@@ -661,7 +703,14 @@ def main() -> None:
         return
     torch.manual_seed(0)
     planner = Planner(
-        args.model, args.format, args.canvas, args.steps, args.staged, args.tagged, args.temperature
+        args.model,
+        args.format,
+        args.canvas,
+        args.steps,
+        args.staged,
+        args.tagged,
+        args.temperature,
+        args.retry_temperature,
     )
     queries = held_out(args.states, args.seed)
     report: dict = {
@@ -672,6 +721,7 @@ def main() -> None:
         "staged": args.staged,
         "tagged": args.tagged,
         "temperature": args.temperature,
+        "retry_temperature": args.retry_temperature,
         "held_out_states": args.states,
         "states": score_states(planner, queries, args.batch),
         "teacher_forced": teacher_forced(planner, queries[: args.forced]),

@@ -2,9 +2,9 @@
 # Trains the models of the decomposed planner (decomposed_planner.py), one lane at a time, each stage from
 # the weights the lane names; two lanes run side by side on a 2-core machine (THREADS=1 each, the default).
 #
-#   bash experiments/demo_model/train_decomposed.sh places     # goal-only 1,000 -> goal-paired 1,200 -> places-paired 2,000
+#   bash experiments/demo_model/train_decomposed.sh places     # goal-only 1,000 -> goal-paired 1,200 -> places-paired 2,000 + 2,000
 #   bash experiments/demo_model/train_decomposed.sh steps      # tops-only 2,000, standing-from-places 2,000, move-from-tops 2,000, each from v2
-#   THREADS=2 bash experiments/demo_model/train_decomposed.sh multitask   # one model for every step, from the places lane's
+#   bash experiments/demo_model/train_decomposed.sh multitask  # one model for every step, from dec-places (5,000)
 #
 # Needs runs/v2-init (a copy of src/dreamvlx/assets/demo_model), data/probe-<format>.json made by
 # `reasoning_probe.py make data/probe-<format>.json --format <format> --samples 40000 --seed 1`, and for
@@ -13,7 +13,8 @@
 # DATA_DIR, INIT (the weights the lanes start from), STEP_DIVISOR (every stage's steps divided by it),
 # BATCH, THREADS.
 # Why these lengths: each is what the step took alone (README findings 1, 12-15); the places model needs the
-# copies first (finding 13), the others learn from v2 directly. The multitask model gets each step's own
+# copies first (finding 13), the others learn from v2 directly; its loss still fell at 2,000 steps, so it gets
+# 2,000 more (a second warm-up and cosine, finding 22). The multitask model gets each step's own
 # length again (finding 19: in a mixture a step needs as many steps of its own data as alone).
 set -euo pipefail
 lane=${1:?"lane: places, steps or multitask"}
@@ -41,6 +42,7 @@ case $lane in
         stage dec-goal-only "$data/probe-goal-only.json" 1000 "$init"
         stage dec-goal-paired "$data/probe-goal-paired.json" 1200 "$runs/dec-goal-only/final"
         stage dec-places "$data/probe-places-paired.json" 2000 "$runs/dec-goal-paired/final"
+        stage dec-places-more "$data/probe-places-paired.json" 2000 "$runs/dec-places/final"
         ;;
     steps)
         stage dec-tops "$data/probe-tops-only.json" 2000 "$init"

@@ -13,6 +13,7 @@ import pytest
 from dreamvlx.demo import shipped_model_dir
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.replies import goal_places, goal_standing, plan_reply
+from dreamvlx.envs.blocksworld.state import MoveBlock
 
 
 def test_each_reply_is_written_into_the_next_prompt(decomposed, probe, monkeypatch) -> None:
@@ -46,7 +47,26 @@ def test_each_reply_is_written_into_the_next_prompt(decomposed, probe, monkeypat
         probe.prompt(state, goal, "tops-only"),
         (None, "Standing: c1 zz | c2 r ; tops: c1 q | c2 -"),
     ]
-    assert temperatures == [0.0, 0.0, 0.0, 0.7]  # only the move is sampled
+    assert temperatures == [0.0, 0.0, 0.0, [0.7]]  # only the move is sampled
+
+
+def test_a_retried_move_is_asked_at_the_retry_temperature(decomposed, probe, monkeypatch) -> None:
+    """Greedy first; a query asked again after its episode's failed action samples its move."""
+    temperatures: list = []
+
+    def scripted(model, processor, prompts, canvas, steps, temperature):
+        temperatures.append(temperature)
+        return [plan_reply([])] * len(prompts)
+
+    monkeypatch.setattr(decomposed, "ask", scripted)
+    given = frozenset({"places", "standing", "tops"})
+    planner = decomposed.DecomposedPlanner({"move": str(shipped_model_dir())}, given, retry_temperature=0.9)
+    queries = [(state, goal) for state, goal, _ in probe.held_out(3, seed=5)]
+    planner.replies(queries, [False, True, False])
+    planner.replies(queries)
+    assert temperatures == [[0.0, 0.9, 0.0], [0.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="2 retry flags for 3 queries"):
+        planner.replies(queries, [True, False])
 
 
 def test_given_steps_take_the_truth(decomposed, probe, monkeypatch) -> None:
@@ -103,13 +123,24 @@ def test_scores_name_the_asked_steps_only(decomposed, probe) -> None:
 class OptimalMoves:
     """A text-scene planner that replies with the first move of an optimal plan."""
 
-    def replies(self, queries):
+    def replies(self, queries, retries=None):
         return [plan_reply(find_plan(state, goal)[:1]) for state, goal in queries]
 
 
 class NoMoves:
-    def replies(self, queries):
+    def replies(self, queries, retries=None):
         return [plan_reply([])] * len(queries)
+
+
+class UnknownBlock:
+    """Replies a move of a block no problem has (ViPlan: "action does not exist"), recording the retries."""
+
+    def __init__(self) -> None:
+        self.retries: list[list[bool]] = []
+
+    def replies(self, queries, retries=None):
+        self.retries.append(list(retries))
+        return [plan_reply([MoveBlock("nosuchblock", "c1")])] * len(queries)
 
 
 def test_lockstep_benchmark_scores_the_replies(probe) -> None:
@@ -120,6 +151,16 @@ def test_lockstep_benchmark_scores_the_replies(probe) -> None:
     empty = probe.play_benchmark(NoMoves())
     assert all(scores["success"] == 0.0 for scores in empty.values())
     assert all(scores["unparsable_replies"] == 25 for scores in empty.values())
+
+
+def test_lockstep_benchmark_marks_queries_after_a_failed_action_as_retries(probe) -> None:
+    failing = UnknownBlock()
+    scores = probe.play_benchmark(failing)
+    assert all(split["success"] == 0.0 and split["action_success"] == 0.0 for split in scores.values())
+    firsts = [i for i, flags in enumerate(failing.retries) if flags == [False] * 25]
+    assert firsts[0] == 0 and len(firsts) == 3  # each split's first queries are no retries
+    later = [flags for i, flags in enumerate(failing.retries) if i not in firsts]
+    assert later and all(flags == [True] * 25 for flags in later)  # every later one follows a failure
 
 
 def test_benchmark_reports_are_plotted_side_by_side(tmp_path: Path) -> None:

@@ -283,3 +283,29 @@ def test_free_replies_are_greedy_whatever_the_random_state(probe) -> None:
     torch.manual_seed(2)
     assert planner.replies(queries) == first
     assert any(reply.strip() for reply in first)  # random weights write something: the check can fail
+
+
+def test_each_prompt_is_decoded_at_its_own_temperature(probe) -> None:
+    """Per-query temperatures (a retried query sampled, the others greedy): each temperature's prompts are
+    one batch, so the greedy rows are the greedy replies of those prompts whatever the random state, and
+    the sampled row changes with it (random weights spread their probability)."""
+    torch.manual_seed(0)
+    planner = probe.Planner(str(shipped_model_dir()), "tops-only", canvas=16, steps=4, retry_temperature=1.0)
+    with torch.no_grad():
+        for parameter in planner.model.parameters():
+            parameter.normal_(0.0, 0.5)
+    queries = [(state, goal) for state, goal, _ in probe.held_out(3, seed=5)]
+    greedy = planner.replies([queries[0], queries[2]])
+    sampled = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        first, retried, last = planner.replies(queries, [False, True, False])
+        assert [first, last] == greedy
+        sampled.add(retried)
+    assert len(sampled) > 1
+    assert probe.query_temperatures(2, 0.0, None, [True, True]) == [
+        0.0,
+        0.0,
+    ]  # no retry temperature: as asked
+    with pytest.raises(ValueError, match="1 temperatures for 2 prompts"):
+        probe.ask(planner.model, planner.processor, [(None, "a"), (None, "b")], 8, 2, temperature=[0.0])

@@ -22,6 +22,7 @@ EXPECTED = {
     "dec-goal-only": ("probe-goal-only.json", 2, "INIT"),
     "dec-goal-paired": ("probe-goal-paired.json", 2, "dec-goal-only"),
     "dec-places": ("probe-places-paired.json", 4, "dec-goal-paired"),
+    "dec-places-more": ("probe-places-paired.json", 4, "dec-places"),
     "dec-tops": ("probe-tops-only.json", 4, "INIT"),
     "dec-standing": ("probe-standing-from-places.json", 4, "INIT"),
     "dec-move": ("probe-move-from-tops.json", 4, "INIT"),

@@ -16,6 +16,7 @@ from dreamvlx.envs.blocksworld import (
     plan_reply,
     yes_no_reply,
 )
+from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.prompts import user_text
 from dreamvlx.evals.viplan.backends import BackendSpec, EpisodeInfo, VLMBackend
 from dreamvlx.evals.viplan.cli import main
@@ -164,6 +165,17 @@ def test_episodes_stepped_in_lockstep_match_one_at_a_time() -> None:
     ]
     with pytest.raises(RuntimeError, match="has ended"):
         episodes[1].take(episodes[1].messages(), plan_reply([MoveBlock("y", "c3")]))
+
+
+def test_last_action_failed_marks_the_question_asked_again() -> None:
+    problem = load_split("simple")[0]
+    episode = PlanningEpisode(problem, PlanningConfig(max_steps=5, cot=True, prompt_style="slots"))
+    assert not episode.last_action_failed
+    episode.take(episode.messages(), plan_reply([MoveBlock("nosuchblock", "c1")]))
+    assert episode.last_action_failed and episode.env.executed == []
+    move = find_plan(episode.env.state, problem.goal)[0]
+    episode.take(episode.messages(), plan_reply([move]))
+    assert not episode.last_action_failed and len(episode.env.executed) == 1
 
 
 def _truthful(state, question: str) -> str:

@@ -58,6 +58,12 @@ class PlanningEpisode:
     def done(self) -> bool:
         return self.env.goal_reached or self._unusable is not None or len(self.steps) >= self.config.max_steps
 
+    @property
+    def last_action_failed(self) -> bool:
+        """Whether the last reply's action was not executed (not legal, or no such action); False before the
+        first reply. The state is then unchanged, so a prompt without history asks the same question again."""
+        return bool(self.steps) and not self.steps[-1]["success"]
+
     def messages(self) -> Messages:
         """The planning prompt for the current state: the goal and the JSON history so far."""
         return planning_prompt(self.problem, self.history, self.config.cot, self.config.prompt_style)

@@ -79,9 +79,10 @@ def _grouped_bars(
     title: str,
     group_width: float = 0.8,
     value_labels: bool = True,
-    legend_loc: str = "upper right",
+    legend_loc: str | None = "upper right",
 ) -> None:
-    """One bar per (series, category), the series side by side within each category, on a 0-1.1 axis."""
+    """One bar per (series, category), the series side by side within each category, on a 0-1.1 axis;
+    ``legend_loc`` None: no legend in the panel (the caller draws one for the figure)."""
     width = group_width / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(categories))]
@@ -91,24 +92,26 @@ def _grouped_bars(
     ax.set_xticks(range(len(categories)), categories)
     ax.set_ylim(0, 1.1)
     ax.set_title(title)
-    ax.legend(loc=legend_loc, fontsize=8)
+    if legend_loc is not None:
+        ax.legend(loc=legend_loc, fontsize=8)
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: Path, bottom: float = 0.0) -> None:
+    """Lay out (panels above ``bottom``, a fraction of the height kept free for a figure legend) and write."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, bottom, 1.0, 1.0))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _figure(panels: int, panel_width: float) -> tuple[Any, list[Any]]:
+def _figure(panels: int, panel_width: float, height: float = 4.0) -> tuple[Any, list[Any]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, panels, figsize=(panel_width * panels, 4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(panel_width * panels, height), squeeze=False)
     return fig, list(axes[0])
 
 
@@ -133,18 +136,25 @@ def plot_summary(summary: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+_LABELLED_RUNS = 6  # plot_comparison: most runs whose bars carry value labels
+
+
 def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     """Several runs side by side per split: for each mode present, a panel with its headline success metric
     and one with its action metric (``_HEADLINE``).
 
     ``summaries`` maps a run label (e.g. ``"diffusion"``) to a summary of ``runner.summarize``; runs of both
-    modes may be mixed. A split that a run lacks (not evaluated) is left blank.
+    modes may be mixed. A split that a run lacks (not evaluated) is left blank. The legend goes below the
+    panels, where it hides no bar; beyond ``_LABELLED_RUNS`` runs the bars carry no value labels (they would
+    overlap).
     """
     if not summaries:
         raise ValueError("plot_comparison needs at least one summary")
     modes = sorted({s["mode"] for s in summaries.values()}, key=list(_HEADLINE).index)
     panels = [(mode, key) for mode in modes for key in _HEADLINE[mode]]
-    fig, axes = _figure(len(panels), 5)
+    legend_columns = 3
+    legend_height = 0.25 * -(-len(summaries) // legend_columns) + 0.1  # inches: one line per row of labels
+    fig, axes = _figure(len(panels), 5, height=4.0 + legend_height)
     for ax, (mode, key) in zip(axes, panels):
         runs = {label: s for label, s in summaries.items() if s["mode"] == mode}
         splits = list(dict.fromkeys(split for summary in runs.values() for split in summary["splits"]))
@@ -152,5 +162,19 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], path: Path) -> None:
             label: [summary["splits"][s][key] if s in summary["splits"] else float("nan") for s in splits]
             for label, summary in runs.items()
         }
-        _grouped_bars(ax, splits, values, f"ViPlan {mode}: {key.replace('_', ' ')}")
-    _save(fig, path)
+        title = f"ViPlan {mode}: {key.replace('_', ' ')}"
+        labelled = len(runs) <= _LABELLED_RUNS
+        _grouped_bars(ax, splits, values, title, value_labels=labelled, legend_loc=None)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        ncol=legend_columns,
+        fontsize=8,
+        frameon=False,
+    )
+    _save(fig, path, bottom=legend_height / (4.0 + legend_height))
