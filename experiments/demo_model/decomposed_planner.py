@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 from reasoning_probe import (
+    RETRY_RULES,
     ask,
     column_tops,
     held_out,
@@ -206,6 +207,12 @@ def main() -> None:
         type=float,
         help="benchmark: the move's temperature when asked again after a failed action (default: --move-temperature)",
     )
+    parser.add_argument(
+        "--retry-on",
+        choices=sorted(RETRY_RULES),
+        default="failure",
+        help="benchmark: what makes a retry: a failed action, or a state seen before in the episode",
+    )
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--no-benchmark", action="store_true", help="score held-out states only")
     parser.add_argument("--out", type=Path)
@@ -220,12 +227,13 @@ def main() -> None:
         "steps": args.steps,
         "move_temperature": args.move_temperature,
         "retry_temperature": args.retry_temperature,
+        "retry_on": args.retry_on,
         "canvases": CANVASES,
         "held_out_states": args.states,
         "states": score_chains(planner, held_out(args.states, args.seed), args.batch),
     }
     if not args.no_benchmark:
-        report["benchmark_text_scene"] = play_benchmark(planner)
+        report["benchmark_text_scene"] = play_benchmark(planner, args.retry_on)
     write_report(report, args.out)
 
 

@@ -615,10 +615,21 @@ def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
     return {key: round(value / count, 3) for key, value in tally.items()}
 
 
-def play_benchmark(planner: TextScenePlanner) -> dict[str, dict[str, float]]:
+RETRY_RULES = {
+    "failure": lambda episode: episode.last_action_failed,
+    "revisit": lambda episode: episode.state_seen_before,
+}
+
+
+def play_benchmark(planner: TextScenePlanner, retry_on: str = "failure") -> dict[str, dict[str, float]]:
     """ViPlan planning mode on the 75 problems, the true scene given as text: each split's episodes
     (``PlanningEpisode``, ViPlan's step budgets) played in lockstep, the live ones' queries asked as one
-    batch per step, each marked as a retry when its episode's last action failed."""
+    batch per step, each marked as a retry by ``RETRY_RULES[retry_on]``: ``failure`` when its episode's
+    last action failed, ``revisit`` when its state occurred earlier in the episode (a failure, or a cycle
+    of legal moves)."""
+    if retry_on not in RETRY_RULES:
+        raise ValueError(f"unknown retry rule {retry_on!r}; choose from {sorted(RETRY_RULES)}")
+    is_retry = RETRY_RULES[retry_on]
     results = {}
     for split in SPLITS:
         config = PlanningConfig(MAX_STEPS[split], cot=True, prompt_style="slots")
@@ -626,7 +637,7 @@ def play_benchmark(planner: TextScenePlanner) -> dict[str, dict[str, float]]:
         with tqdm(total=len(episodes), desc=f"benchmark {split}") as ended:
             while live := [episode for episode in episodes if not episode.done]:
                 queries = [(e.env.state, tuple(e.problem.goal)) for e in live]
-                replies = planner.replies(queries, [e.last_action_failed for e in live])
+                replies = planner.replies(queries, [is_retry(e) for e in live])
                 for episode, reply in zip(live, replies):
                     episode.take(episode.messages(), reply)
                 ended.update(sum(episode.done for episode in live))
@@ -693,6 +704,12 @@ def main() -> None:
         type=float,
         help="benchmark: the temperature of a query asked again after a failed action (default: --temperature)",
     )
+    eval_parser.add_argument(
+        "--retry-on",
+        choices=sorted(RETRY_RULES),
+        default="failure",
+        help="benchmark: what makes a retry: a failed action, or a state seen before in the episode",
+    )
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "make":
@@ -722,12 +739,13 @@ def main() -> None:
         "tagged": args.tagged,
         "temperature": args.temperature,
         "retry_temperature": args.retry_temperature,
+        "retry_on": args.retry_on,
         "held_out_states": args.states,
         "states": score_states(planner, queries, args.batch),
         "teacher_forced": teacher_forced(planner, queries[: args.forced]),
     }
     if args.format in PLAN_FORMATS:
-        report["benchmark_text_scene"] = play_benchmark(planner)
+        report["benchmark_text_scene"] = play_benchmark(planner, args.retry_on)
     write_report(report, args.out)
 
 

@@ -161,6 +161,11 @@ def test_lockstep_benchmark_marks_queries_after_a_failed_action_as_retries(probe
     assert firsts[0] == 0 and len(firsts) == 3  # each split's first queries are no retries
     later = [flags for i, flags in enumerate(failing.retries) if i not in firsts]
     assert later and all(flags == [True] * 25 for flags in later)  # every later one follows a failure
+    revisits = UnknownBlock()
+    probe.play_benchmark(revisits, retry_on="revisit")  # a failure leaves the state: seen before
+    assert revisits.retries == failing.retries
+    with pytest.raises(ValueError, match="unknown retry rule 'never'"):
+        probe.play_benchmark(failing, retry_on="never")
 
 
 def test_benchmark_reports_are_plotted_side_by_side(tmp_path: Path) -> None:

@@ -178,6 +178,23 @@ def test_last_action_failed_marks_the_question_asked_again() -> None:
     assert not episode.last_action_failed and len(episode.env.executed) == 1
 
 
+def test_state_seen_before_marks_failures_and_cycles_of_legal_moves() -> None:
+    problem = load_split("simple")[0]
+    episode = PlanningEpisode(problem, PlanningConfig(max_steps=6, cot=True, prompt_style="slots"))
+    assert not episode.state_seen_before
+    episode.take(episode.messages(), plan_reply([MoveBlock("nosuchblock", "c1")]))
+    assert episode.state_seen_before  # a failed action leaves the state as it was
+    start = episode.env.state
+    move = find_plan(start, problem.goal)[0]
+    home = next(
+        name for name, stack in zip(start.column_names, start.stacks) if stack and stack[-1] == move.block
+    )
+    episode.take(episode.messages(), plan_reply([move]))
+    assert not episode.state_seen_before
+    episode.take(episode.messages(), plan_reply([MoveBlock(move.block, home)]))  # and back: legal, a cycle
+    assert episode.env.state == start and not episode.last_action_failed and episode.state_seen_before
+
+
 def _truthful(state, question: str) -> str:
     """The true answer to a grounding question about ``state`` (independent of the oracle backend)."""
     lookup = {q.rstrip("?"): (name, args) for name, args, q in grounding_questions(state)}

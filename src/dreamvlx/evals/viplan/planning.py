@@ -52,6 +52,7 @@ class PlanningEpisode:
         self.history: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []
         self._unusable: str | None = None  # the status of a reply that ended the episode
+        self._visited = [self.env.state]  # the state before each reply, and the current one
         self._first_prompt = self.messages()
 
     @property
@@ -64,6 +65,13 @@ class PlanningEpisode:
         first reply. The state is then unchanged, so a prompt without history asks the same question again."""
         return bool(self.steps) and not self.steps[-1]["success"]
 
+    @property
+    def state_seen_before(self) -> bool:
+        """Whether the current state occurred earlier in the episode: after a failed action, or a cycle of
+        legal ones (a block moved away and back). A prompt without history then asks a question it has
+        asked before."""
+        return self.env.state in self._visited[:-1]
+
     def messages(self) -> Messages:
         """The planning prompt for the current state: the goal and the JSON history so far."""
         return planning_prompt(self.problem, self.history, self.config.cot, self.config.prompt_style)
@@ -72,6 +80,10 @@ class PlanningEpisode:
         """Apply ``reply`` (the answer to ``messages``): execute its plan's first action and record it."""
         if self.done:
             raise RuntimeError(f"episode {self.problem.name} has ended; it takes no more replies")
+        self._apply(messages, reply)
+        self._visited.append(self.env.state)
+
+    def _apply(self, messages: Messages, reply: str) -> None:
         parsed = parse_plan_reply(reply)
         step: dict[str, Any] = {
             "prompt": prompt_record(messages, with_system=is_compact(self.config.prompt_style)),
