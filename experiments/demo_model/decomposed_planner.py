@@ -4,8 +4,8 @@ The reasoning probe (``reasoning_probe.py``, ``README.md`` findings 1-19) found 
 reasoning learnable alone when its evidence stands in the prompt (the column tops 0.93 exactly right, the
 standing from the places 0.81, the move from standing and tops 0.74 teacher-forced, 52 / 32 / 24% of the
 benchmark's problems solved with the truth given; free replies sampled, finding 20), and the same steps
-chained in one diffusion reply not
-learned: a step whose evidence is the model's own earlier reply sits at chance (findings 6, 14-16). This
+chained in one diffusion reply not learned: a step whose evidence is the model's own earlier reply sits at
+chance (findings 6, 14-16). This
 planner keeps every step's evidence in a prompt: per query it asks
 
 1. ``places``: the place-by-place comparison, from scene and goal column by column (``places-paired``;
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 from reasoning_probe import (
-    RETRY_RULES,
+    add_retry_arguments,
     ask,
     column_tops,
     held_out,
@@ -47,6 +47,7 @@ from reasoning_probe import (
     play_benchmark,
     prompt,
     query_temperatures,
+    rates,
     write_report,
 )
 from tqdm import tqdm
@@ -80,8 +81,8 @@ class DecomposedPlanner:
     ``models`` maps each step of ``STEPS`` that is not ``given`` to a checkpoint directory (each directory
     is loaded once); ``given`` steps (not ``move``) take the true section instead of a model's reply;
     ``steps`` diffusion steps per call, ``entropy`` order, as the demo decodes. Every call is greedy except
-    the move's at ``move_temperature`` > 0, or at ``retry_temperature`` for a query asked again after a
-    failed action (``query_temperatures``): the text prompt holds no history, so a greedy move that fails is
+    the move's at ``move_temperature`` > 0, or at ``retry_temperature`` for a query the benchmark marks as a
+    retry (``query_temperatures``, ``play_benchmark``): the text prompt holds no history, so a greedy move that fails is
     asked again from the same prompt and repeated until the step budget ends; sampling the move lets an
     episode leave such a loop (``README.md``, finding 21)."""
 
@@ -166,22 +167,21 @@ def score_chains(planner: DecomposedPlanner, queries, batch: int) -> dict[str, f
     right (``places_exact``, ``places_standing_exact``: the standing that ends step 1's reply,
     ``standing_exact``, ``tops_exact``; given steps are not scored) and the move's quality (``legal``,
     ``optimal``, ``constructive``), as rates."""
-    tally: dict[str, float] = {}
+    marks = []
     for start in tqdm(range(0, len(queries), batch), desc="held-out states"):
         chunk = queries[start : start + batch]
         chains = planner.chains([(state, goal) for state, goal, _ in chunk])
         for (state, goal, _), chain in zip(chunk, chains):
             truth = true_sections(state, goal)
-            marks = {
+            query_marks = {
                 f"{step}_exact": chain[step] == truth[step] for step in truth if step not in planner.given
             }
             if "places" not in planner.given:
                 standing = chain["places_reply"].split(STANDING_SEPARATOR)[1:]
-                marks["places_standing_exact"] = [s.strip() for s in standing] == [truth["standing"]]
-            marks.update(plan_marks(state, goal, chain["move"], STEP_FORMATS["move"]))
-            for key, value in marks.items():
-                tally[key] = tally.get(key, 0.0) + float(value)
-    return {key: round(value / len(queries), 3) for key, value in sorted(tally.items())}
+                query_marks["places_standing_exact"] = [s.strip() for s in standing] == [truth["standing"]]
+            query_marks.update(plan_marks(state, goal, chain["move"], STEP_FORMATS["move"]))
+            marks.append(query_marks)
+    return dict(sorted(rates(marks).items()))
 
 
 def main() -> None:
@@ -202,17 +202,7 @@ def main() -> None:
         default=0.0,
         help="the move call's temperature (0: greedy, as every other)",
     )
-    parser.add_argument(
-        "--retry-temperature",
-        type=float,
-        help="benchmark: the move's temperature when asked again after a failed action (default: --move-temperature)",
-    )
-    parser.add_argument(
-        "--retry-on",
-        choices=sorted(RETRY_RULES),
-        default="failure",
-        help="benchmark: what makes a retry: a failed action, or a state seen before in the episode",
-    )
+    add_retry_arguments(parser, "--move-temperature")
     parser.add_argument("--batch", type=int, default=25)
     parser.add_argument("--no-benchmark", action="store_true", help="score held-out states only")
     parser.add_argument("--out", type=Path)

@@ -422,9 +422,9 @@ def ask(
         replies = [""] * len(prompts)
         for value in sorted(set(temperatures)):
             rows = [row for row, row_value in enumerate(temperatures) if row_value == value]
-            answers = ask(model, processor, [prompts[row] for row in rows], canvas, steps, staged, value)
-            for row, answer in zip(rows, answers):
-                replies[row] = answer
+            decoded = ask(model, processor, [prompts[row] for row in rows], canvas, steps, staged, value)
+            for row, reply in zip(rows, decoded):
+                replies[row] = reply
         return replies
     messages = []
     for system, user in prompts:
@@ -446,8 +446,8 @@ def ask(
 
 class TextScenePlanner(Protocol):
     """Anything that answers a batch of (state, goal) queries, given as text, with one plan reply each;
-    ``retries`` (one per query, or None: none) marks the queries asked again after their episode's last
-    action failed."""
+    ``retries`` (one per query, or None: none) marks the queries ``play_benchmark``'s retry rule calls
+    retries (asked again after a failed action, or in a state seen before)."""
 
     def replies(
         self,
@@ -597,22 +597,30 @@ def _sections_exact(truth: str, said: str) -> dict[str, bool]:
     }
 
 
+def rates(marks: list[dict[str, bool]]) -> dict[str, float]:
+    """Each mark's rate over the queries (one dict of marks each; a query without a mark counts as 0), to 3
+    decimals, in the order the marks first appear."""
+    tally: dict[str, float] = {}
+    for query_marks in marks:
+        for key, value in query_marks.items():
+            tally[key] = tally.get(key, 0.0) + float(value)
+    return {key: round(value / len(marks), 3) for key, value in tally.items()}
+
+
 def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
     """Free generation on held-out states: for the plan formats the move's quality and each section's
     exactness (``plan_marks``), for the step formats whether each section of the reply is exactly right."""
-    count = len(queries)
-    tally: dict[str, float] = {}
-    for start in tqdm(range(0, count, batch), desc="held-out states"):
+    marks = []
+    for start in tqdm(range(0, len(queries), batch), desc="held-out states"):
         chunk = queries[start : start + batch]
         replies = planner.replies([(state, goal) for state, goal, _ in chunk])
         for (state, goal, move), reply in zip(chunk, replies):
             if planner.reply_format in STEP_FORMATS:
-                marks = _sections_exact(answer(state, goal, move, planner.reply_format), reply.strip())
+                truth = answer(state, goal, move, planner.reply_format)
+                marks.append(_sections_exact(truth, reply.strip()))
             else:
-                marks = plan_marks(state, goal, reply, planner.reply_format)
-            for key, value in marks.items():
-                tally[key] = tally.get(key, 0.0) + float(value)
-    return {key: round(value / count, 3) for key, value in tally.items()}
+                marks.append(plan_marks(state, goal, reply, planner.reply_format))
+    return rates(marks)
 
 
 RETRY_RULES = {
@@ -648,6 +656,22 @@ def play_benchmark(planner: TextScenePlanner, retry_on: str = "failure") -> dict
             "unparsable_replies": metrics["unparsable_replies"],
         }
     return results
+
+
+def add_retry_arguments(parser: argparse.ArgumentParser, temperature_flag: str) -> None:
+    """The benchmark's retry options: ``--retry-temperature`` (a retry's temperature; default: that of
+    ``temperature_flag``) and ``--retry-on`` (the ``RETRY_RULES`` rule that makes a query a retry)."""
+    parser.add_argument(
+        "--retry-temperature",
+        type=float,
+        help=f"benchmark: the temperature of a query retried (--retry-on) (default: {temperature_flag})",
+    )
+    parser.add_argument(
+        "--retry-on",
+        choices=sorted(RETRY_RULES),
+        default="failure",
+        help="benchmark: what makes a retry: a failed action, or a state seen before in the episode",
+    )
 
 
 def write_report(report: dict, out: Path | None) -> None:
@@ -699,17 +723,7 @@ def main() -> None:
         default=0.0,
         help="0 (default): greedy, as the demo; > 0 samples (every reply before 2026-12-07 was sampled at 1.0)",
     )
-    eval_parser.add_argument(
-        "--retry-temperature",
-        type=float,
-        help="benchmark: the temperature of a query asked again after a failed action (default: --temperature)",
-    )
-    eval_parser.add_argument(
-        "--retry-on",
-        choices=sorted(RETRY_RULES),
-        default="failure",
-        help="benchmark: what makes a retry: a failed action, or a state seen before in the episode",
-    )
+    add_retry_arguments(eval_parser, "--temperature")
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "make":
