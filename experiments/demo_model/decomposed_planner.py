@@ -39,6 +39,7 @@ import torch
 from reasoning_probe import (
     add_retry_arguments,
     ask,
+    check_retry_arguments,
     column_tops,
     held_out,
     move_prompt,
@@ -207,9 +208,10 @@ def main() -> None:
     parser.add_argument("--no-benchmark", action="store_true", help="score held-out states only")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    check_retry_arguments(parser, args, args.move_temperature)
     given = frozenset(filter(None, args.given.split(",")))
     models = {step: getattr(args, step) for step in STEPS if getattr(args, step)}
-    torch.manual_seed(0)
+    torch.manual_seed(args.sampling_seed)
     planner = DecomposedPlanner(models, given, args.steps, args.move_temperature, args.retry_temperature)
     report: dict = {
         "models": models,
@@ -218,12 +220,14 @@ def main() -> None:
         "move_temperature": args.move_temperature,
         "retry_temperature": args.retry_temperature,
         "retry_on": args.retry_on,
+        "redraws": args.redraws,
+        "sampling_seed": args.sampling_seed,
         "canvases": CANVASES,
         "held_out_states": args.states,
         "states": score_chains(planner, held_out(args.states, args.seed), args.batch),
     }
     if not args.no_benchmark:
-        report["benchmark_text_scene"] = play_benchmark(planner, args.retry_on)
+        report["benchmark_text_scene"] = play_benchmark(planner, args.retry_on, args.redraws)
     write_report(report, args.out)
 
 

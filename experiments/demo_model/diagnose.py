@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from dreamvlx.envs.blocksworld.datagen import read_dataset
 from dreamvlx.envs.blocksworld.planner import find_plan
@@ -92,10 +93,75 @@ def move_quality(state: BlocksWorldState, goal: list, reply: str, optimal_length
     return {"legal": True, "optimal": remaining is not None and len(remaining) == optimal_length - 1}
 
 
+def rates(marks: list[dict[str, bool | float]]) -> dict[str, float]:
+    """Each mark's rate over the queries (one dict of marks each; a query without a mark counts as 0), to 3
+    decimals, in the order the marks first appear."""
+    tally: dict[str, float] = {}
+    for query_marks in marks:
+        for key, value in query_marks.items():
+            tally[key] = tally.get(key, 0.0) + float(value)
+    return {key: round(value / len(marks), 3) for key, value in tally.items()}
+
+
+def sample_marks(
+    model, processor, sample: dict, data: Path, steps: int, canvas: int
+) -> dict[str, bool | float]:
+    """One held-out sample's marks: the free reply's scene (exact, heights, share of columns right), places
+    and standing (when the data has them) and move (``move_quality``, ``free_``); then the same replies decoded
+    after the true scene (``forced_``) and, with place-by-place data, the true scene and places
+    (``forced_places_``) given as the reply's start."""
+    meta = sample["meta"]
+    state = BlocksWorldState.from_columns(meta["state"], blocks=meta["blocks"])
+    goal = [tuple(fact) for fact in meta["goal"]]
+    optimal_length = len(find_plan(state, goal))
+    answer = sample["conversations"][1]["value"]
+    image = Image.open(data / sample["image"]).convert("RGB")
+    messages = [{"role": "system", "content": sample["system"]}, {"role": "user", "content": "<image>"}]
+    inputs = build_prompt_batch(processor, [[image]], [messages])
+
+    def decode(batch: dict, prefix: list[int], new_tokens: int) -> str:
+        # decoded as one reply (the rest decoded alone would lose the space it starts with)
+        out = generate_tokens(
+            model, batch, max_new_tokens=new_tokens, steps=steps, alg="entropy", temperature=0.0
+        )
+        return reply_text(processor.tokenizer, prefix + out.tokens[0].tolist())
+
+    free = decode(inputs, [], canvas)
+    said, said_places, said_standing = _sections(_explanation(free) or "")
+    scene, places, standing = _sections(json.loads(answer)["explanation"])
+    marks: dict[str, bool | float] = {
+        "scene_exact": said == scene,
+        "heights_exact": said != "" and _heights(said) == _heights(scene),
+        "columns_right": sum(a == b for a, b in zip(_columns(said), _columns(scene))) / len(_columns(scene)),
+    }
+    if places:
+        marks["places_exact"] = said_places == places
+    if standing:
+        marks["standing_exact"] = said_standing == standing
+    marks.update(
+        {f"free_{key}": value for key, value in move_quality(state, goal, free, optimal_length).items()}
+    )
+    for name, sections in (("forced", 1), ("forced_places", 2))[: 2 if places else 1]:
+        prefix = _reply_prefix(processor.tokenizer, answer, sections)
+        forced_inputs = dict(inputs)
+        forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([prefix])], dim=1)
+        forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
+        rest_canvas = (104 if sections == 1 else 64) if places else 64 if standing else 40
+        forced = decode(forced_inputs, prefix, rest_canvas)
+        _, forced_places, forced_standing = _sections(_explanation(forced) or "")
+        if places and sections == 1:
+            marks[f"{name}_places_exact"] = forced_places == places
+        if standing:
+            marks[f"{name}_standing_exact"] = forced_standing == standing
+        quality = move_quality(state, goal, forced, optimal_length)
+        marks.update({f"{name}_{key}": value for key, value in quality.items()})
+    return marks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
-    parser.add_argument("data")
+    parser.add_argument("data", type=Path)
     parser.add_argument("--samples", type=int, default=120)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument(
@@ -106,75 +172,16 @@ def main() -> None:
     torch.manual_seed(0)
     model, processor = load_dream_vl(args.model)
     samples = read_dataset(args.data)[: args.samples]
-    tally: dict[str, float] = {}
-
-    def count(key: str, value: bool) -> None:
-        tally[key] = tally.get(key, 0) + float(value)
-
-    for sample in samples:
-        meta = sample["meta"]
-        state = BlocksWorldState.from_columns(meta["state"], blocks=meta["blocks"])
-        goal = [tuple(fact) for fact in meta["goal"]]
-        optimal_length = len(find_plan(state, goal))
-        truth = json.loads(sample["conversations"][1]["value"])
-        image = Image.open(Path(args.data) / sample["image"]).convert("RGB")
-        messages = [{"role": "system", "content": sample["system"]}, {"role": "user", "content": "<image>"}]
-        inputs = build_prompt_batch(processor, [[image]], [messages])
-        free = reply_text(
-            processor.tokenizer,
-            generate_tokens(
-                model,
-                inputs,
-                max_new_tokens=args.max_new_tokens,
-                steps=args.steps,
-                alg="entropy",
-                temperature=0.0,
-            )
-            .tokens[0]
-            .tolist(),
-        )
-        said, said_places, said_standing = _sections(_explanation(free) or "")
-        scene, places, standing = _sections(truth["explanation"])
-        count("scene_exact", said == scene)
-        count("heights_exact", said != "" and _heights(said) == _heights(scene))
-        columns = list(zip(_columns(said), _columns(scene)))
-        count("columns_right", sum(a == b for a, b in columns) / len(_columns(scene)))
-        if places:
-            count("places_exact", said_places == places)
-        if standing:
-            count("standing_exact", said_standing == standing)
-        for key, value in move_quality(state, goal, free, optimal_length).items():
-            count(f"free_{key}", value)
-        answer = sample["conversations"][1]["value"]
-        # forced: the true scene given; forced_places (place-by-place data): the true scene and places given
-        for name, sections in (("forced", 1), ("forced_places", 2))[: 2 if places else 1]:
-            prefix_ids = torch.tensor([_reply_prefix(processor.tokenizer, answer, sections)])
-            forced_inputs = dict(inputs)
-            forced_inputs["input_ids"] = torch.cat([inputs["input_ids"], prefix_ids], dim=1)
-            forced_inputs["attention_mask"] = torch.ones_like(forced_inputs["input_ids"])
-            rest_canvas = (104 if sections == 1 else 64) if places else 64 if standing else 40
-            rest = generate_tokens(
-                model,
-                forced_inputs,
-                max_new_tokens=rest_canvas,
-                steps=args.steps,
-                alg="entropy",
-                temperature=0.0,
-            )
-            # decoded as one reply (the rest decoded alone would lose the space it starts with)
-            forced = reply_text(processor.tokenizer, prefix_ids[0].tolist() + rest.tokens[0].tolist())
-            _, forced_places, forced_standing = _sections(_explanation(forced) or "")
-            if places and sections == 1:
-                count(f"{name}_places_exact", forced_places == places)
-            if standing:
-                count(f"{name}_standing_exact", forced_standing == standing)
-            for key, value in move_quality(state, goal, forced, optimal_length).items():
-                count(f"{name}_{key}", value)
-    rates = {key: round(value / len(samples), 3) for key, value in tally.items()}
-    rates["samples"] = len(samples)
-    print(json.dumps(rates, indent=1))
+    marks = [
+        sample_marks(model, processor, sample, args.data, args.steps, args.max_new_tokens)
+        for sample in tqdm(samples, desc="held-out samples")
+    ]
+    report = {**rates(marks), "samples": len(samples)}
+    print(json.dumps(report, indent=1))
     if args.out:
-        args.out.write_text(json.dumps({"model": args.model, "data": args.data, **rates}, indent=1) + "\n")
+        args.out.write_text(
+            json.dumps({"model": args.model, "data": str(args.data), **report}, indent=1) + "\n"
+        )
 
 
 if __name__ == "__main__":

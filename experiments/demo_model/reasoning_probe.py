@@ -63,7 +63,8 @@ right; for the step formats each section of the reply), measures each section's 
 teacher-forced (the rest of the true reply given; the place-by-place comparison and the goal copies also by
 kind of word, ``word_kind``), and for the plan formats plays the 75 ViPlan problems
 in planning mode (``PlanningEpisode``, ViPlan's step budgets 10 / 20 / 30) with the true scene given
-as text at every step, with the demo's decoding (8 steps, ``entropy`` order); ``--staged`` decodes the reply one section at a time
+as text at every step, with the demo's decoding (8 steps, ``entropy`` order), and keeps each episode's
+trace (every reply's action and the optimal distance to the goal after it, ``play_benchmark``); ``--staged`` decodes the reply one section at a time
 (``generate_in_sections``), each after the sections before it, as given-prefix runs are trained.
 """
 
@@ -72,6 +73,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import string
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,7 +81,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from diagnose import move_quality
+from diagnose import move_quality, rates
 from tqdm import tqdm
 
 from dreamvlx.envs.blocksworld.datagen import (
@@ -102,7 +104,7 @@ from dreamvlx.envs.blocksworld.replies import (
     plan_reply,
     state_explanation,
 )
-from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
+from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
 from dreamvlx.evals.viplan.metrics import planning_metrics
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.inference import (
@@ -597,16 +599,6 @@ def _sections_exact(truth: str, said: str) -> dict[str, bool]:
     }
 
 
-def rates(marks: list[dict[str, bool]]) -> dict[str, float]:
-    """Each mark's rate over the queries (one dict of marks each; a query without a mark counts as 0), to 3
-    decimals, in the order the marks first appear."""
-    tally: dict[str, float] = {}
-    for query_marks in marks:
-        for key, value in query_marks.items():
-            tally[key] = tally.get(key, 0.0) + float(value)
-    return {key: round(value / len(marks), 3) for key, value in tally.items()}
-
-
 def score_states(planner: Planner, queries, batch: int) -> dict[str, float]:
     """Free generation on held-out states: for the plan formats the move's quality and each section's
     exactness (``plan_marks``), for the step formats whether each section of the reply is exactly right."""
@@ -629,38 +621,150 @@ RETRY_RULES = {
 }
 
 
-def play_benchmark(planner: TextScenePlanner, retry_on: str = "failure") -> dict[str, dict[str, float]]:
+MOVE_KINDS = ("closer", "level", "away", "failed")
+MOVE_ACTION, SHORT_ACTION = re.compile(r"moveblock\((\w+), (\w+)\)"), r"\1>\2"  # moveblock(y, c3) -> y>c3
+
+
+def move_kind(distance_before: int, distance_after: int, success: bool) -> str:
+    """What one reply did to an episode, by the optimal plan length from its state before and after:
+    ``closer`` (shorter), ``level`` (as long: a legal move that leaves the goal as far), ``away`` (longer) or
+    ``failed`` (no action executed: illegal, no such action, or an unusable reply)."""
+    if not success:
+        return "failed"
+    if distance_after < distance_before:
+        return "closer"
+    return "level" if distance_after == distance_before else "away"
+
+
+def trace_summary(traces: list[dict]) -> dict[str, float | int]:
+    """One split's episode traces (``play_benchmark``) summed up: the share of replies of each ``MOVE_KINDS``
+    kind, the shares of replies asked as retries and redrawn at least once, and over the unsolved episodes
+    how many there are and their mean optimal distance to the goal at the start and at the end."""
+    steps = [step for trace in traces for step in trace["steps"]]
+    unsolved = [trace for trace in traces if not trace["solved"]]
+    summary: dict[str, float | int] = {
+        f"replies_{kind}": round(sum(step["kind"] == kind for step in steps) / max(len(steps), 1), 3)
+        for kind in MOVE_KINDS
+    }
+    summary["replies_retried"] = round(sum(step["retry"] for step in steps) / max(len(steps), 1), 3)
+    summary["replies_redrawn"] = round(sum(step["redrawn"] > 0 for step in steps) / max(len(steps), 1), 3)
+    summary["unsolved"] = len(unsolved)
+    for end in ("start", "end"):
+        mean = sum(trace[f"distance_{end}"] for trace in unsolved) / max(len(unsolved), 1)
+        summary[f"unsolved_distance_{end}"] = round(mean, 2)
+    return summary
+
+
+def trace_line(trace: dict) -> dict:
+    """An episode trace as written in a report: its replies as one line, each ``ACTION KIND DISTANCE``
+    (``y>c3`` for ``moveblock(y, c3)``; the distance after the reply; `` retry`` when asked as one,
+    `` redrawn N`` when asked again N times), joined by `` | ``."""
+    moves = " | ".join(
+        f"{MOVE_ACTION.sub(SHORT_ACTION, step['action'])} {step['kind']} {step['distance']}"
+        + (" retry" if step["retry"] else "")
+        + (f" redrawn {step['redrawn']}" if step["redrawn"] else "")
+        for step in trace["steps"]
+    )
+    return {**{key: value for key, value in trace.items() if key != "steps"}, "moves": moves}
+
+
+def named_move(reply: str) -> MoveBlock | None:
+    """The move a plan reply's first step names, or None (unparsable, another action, no block or column)."""
+    parsed = parse_plan_reply(reply)
+    if parsed.status != "ok" or parsed.action != ACTION_NAME or parsed.block is None or parsed.column is None:
+        return None
+    return MoveBlock(parsed.block, parsed.column)
+
+
+def redraw_futile(
+    planner: TextScenePlanner,
+    queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]],
+    replies: list[str],
+    futile: list[frozenset[MoveBlock]],
+    redraws: int,
+) -> list[int]:
+    """Ask each query whose reply names a move of its ``futile`` set again, as a retry, up to ``redraws``
+    times, replacing its reply in ``replies``; returns how often each query was asked again."""
+    redrawn = [0] * len(queries)
+    for _ in range(redraws):
+        again = [k for k, reply in enumerate(replies) if named_move(reply) in futile[k]]
+        if not again:
+            break
+        for k, reply in zip(again, planner.replies([queries[k] for k in again], [True] * len(again))):
+            replies[k], redrawn[k] = reply, redrawn[k] + 1
+    return redrawn
+
+
+def trace_step(trace: dict, episode: PlanningEpisode, retry: bool, redrawn: int) -> None:
+    """Append the reply ``episode`` has just taken to its ``trace`` (``play_benchmark``)."""
+    step = episode.steps[-1]
+    distance = len(find_plan(episode.env.state, episode.problem.goal))
+    trace["steps"].append(
+        {
+            "action": step.get("action") or step.get("info") or step["status"],
+            "kind": move_kind(trace["distance_end"], distance, step["success"]),
+            "distance": distance,
+            "retry": retry,
+            "redrawn": redrawn,
+        }
+    )
+    trace.update(distance_end=distance, solved=episode.env.goal_reached)
+
+
+def play_benchmark(planner: TextScenePlanner, retry_on: str = "failure", redraws: int = 0) -> dict[str, dict]:
     """ViPlan planning mode on the 75 problems, the true scene given as text: each split's episodes
     (``PlanningEpisode``, ViPlan's step budgets) played in lockstep, the live ones' queries asked as one
     batch per step, each marked as a retry by ``RETRY_RULES[retry_on]``: ``failure`` when its episode's
     last action failed, ``revisit`` when its state occurred earlier in the episode (a failure, or a cycle
-    of legal moves)."""
+    of legal moves). A reply that names one of its episode's ``futile_actions`` (a move that failed in this
+    state, or a second move in a row of one block) is asked again as a retry, up to ``redraws`` times;
+    the last one asked is taken.
+
+    Per split: the success rates, ``trace_summary`` of the episodes, and each episode's trace (``episodes``,
+    ``trace_line``: the problem, whether it was solved, the optimal distance to the goal at its start and
+    end, and per reply its action, ``move_kind``, the distance after it, whether it was a retry and how
+    often it was redrawn)."""
     if retry_on not in RETRY_RULES:
         raise ValueError(f"unknown retry rule {retry_on!r}; choose from {sorted(RETRY_RULES)}")
+    if redraws < 0:
+        raise ValueError(f"redraws must be 0 or more, got {redraws}")
     is_retry = RETRY_RULES[retry_on]
     results = {}
     for split in SPLITS:
         config = PlanningConfig(MAX_STEPS[split], cot=True, prompt_style="slots")
         episodes = [PlanningEpisode(problem, config) for problem in load_split(split)]
+        distances = [len(find_plan(e.env.state, e.problem.goal)) for e in episodes]
+        traces = [
+            {"problem": e.problem.name, "solved": False, "distance_start": d, "distance_end": d, "steps": []}
+            for e, d in zip(episodes, distances)
+        ]
         with tqdm(total=len(episodes), desc=f"benchmark {split}") as ended:
-            while live := [episode for episode in episodes if not episode.done]:
-                queries = [(e.env.state, tuple(e.problem.goal)) for e in live]
-                replies = planner.replies(queries, [is_retry(e) for e in live])
-                for episode, reply in zip(live, replies):
-                    episode.take(episode.messages(), reply)
-                ended.update(sum(episode.done for episode in live))
+            while live := [index for index, episode in enumerate(episodes) if not episode.done]:
+                queries = [(episodes[i].env.state, tuple(episodes[i].problem.goal)) for i in live]
+                retries = [is_retry(episodes[i]) for i in live]
+                replies = planner.replies(queries, retries)
+                futile = [episodes[i].futile_actions for i in live]
+                redrawn = redraw_futile(planner, queries, replies, futile, redraws)
+                for index, reply, retry, times in zip(live, replies, retries, redrawn):
+                    episodes[index].take(episodes[index].messages(), reply)
+                    trace_step(traces[index], episodes[index], retry, times)
+                ended.update(sum(episodes[i].done for i in live))
         metrics = planning_metrics([episode.record() for episode in episodes])
         results[split] = {
             "success": metrics["task_completion_rate"],
             "action_success": metrics["action_success_rate"],
             "unparsable_replies": metrics["unparsable_replies"],
+            **trace_summary(traces),
+            "episodes": [trace_line(trace) for trace in traces],
         }
     return results
 
 
 def add_retry_arguments(parser: argparse.ArgumentParser, temperature_flag: str) -> None:
     """The benchmark's retry options: ``--retry-temperature`` (a retry's temperature; default: that of
-    ``temperature_flag``) and ``--retry-on`` (the ``RETRY_RULES`` rule that makes a query a retry)."""
+    ``temperature_flag``), ``--retry-on`` (the ``RETRY_RULES`` rule that makes a query a retry),
+    ``--redraws`` (``play_benchmark``) and ``--sampling-seed``; ``check_retry_arguments`` checks them once
+    parsed."""
     parser.add_argument(
         "--retry-temperature",
         type=float,
@@ -672,6 +776,31 @@ def add_retry_arguments(parser: argparse.ArgumentParser, temperature_flag: str) 
         default="failure",
         help="benchmark: what makes a retry: a failed action, or a state seen before in the episode",
     )
+    parser.add_argument(
+        "--redraws",
+        type=int,
+        default=0,
+        help="benchmark: ask a reply again as a retry, up to this many times, while it names a futile move "
+        "(PlanningEpisode.futile_actions: failed here before, or the block just moved); needs a retry "
+        "temperature > 0",
+    )
+    parser.add_argument(
+        "--sampling-seed",
+        type=int,
+        default=0,
+        help="seed of the random stream sampled replies draw from (another seed: another run of the same planner)",
+    )
+
+
+def check_retry_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, temperature: float
+) -> None:
+    """Refuse ``--redraws`` when a retry would be decoded greedily (it would give the same reply again)."""
+    retry_temperature = temperature if args.retry_temperature is None else args.retry_temperature
+    if args.redraws < 0:
+        parser.error(f"--redraws must be 0 or more, got {args.redraws}")
+    if args.redraws and retry_temperature <= 0:
+        parser.error("--redraws needs a retry temperature > 0: a greedy retry gives the same reply again")
 
 
 def write_report(report: dict, out: Path | None) -> None:
@@ -726,13 +855,15 @@ def main() -> None:
     add_retry_arguments(eval_parser, "--temperature")
     eval_parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.command == "eval":
+        check_retry_arguments(eval_parser, args, args.temperature)
     if args.command == "make":
         make(args.out, args.format, args.samples, args.seed, args.tagged)
         return
     if args.command == "mix":
         mix(args.out, args.part, args.seed)
         return
-    torch.manual_seed(0)
+    torch.manual_seed(args.sampling_seed)
     planner = Planner(
         args.model,
         args.format,
@@ -754,12 +885,14 @@ def main() -> None:
         "temperature": args.temperature,
         "retry_temperature": args.retry_temperature,
         "retry_on": args.retry_on,
+        "redraws": args.redraws,
+        "sampling_seed": args.sampling_seed,
         "held_out_states": args.states,
         "states": score_states(planner, queries, args.batch),
         "teacher_forced": teacher_forced(planner, queries[: args.forced]),
     }
     if args.format in PLAN_FORMATS:
-        report["benchmark_text_scene"] = play_benchmark(planner, args.retry_on)
+        report["benchmark_text_scene"] = play_benchmark(planner, args.retry_on, args.redraws)
     write_report(report, args.out)
 
 

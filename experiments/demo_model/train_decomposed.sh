@@ -2,20 +2,22 @@
 # Trains the models of the decomposed planner (decomposed_planner.py), one lane at a time, each stage from
 # the weights the lane names; two lanes run side by side on a 2-core machine (THREADS=1 each, the default).
 #
-#   bash experiments/demo_model/train_decomposed.sh places     # goal-only 1,000 -> goal-paired 1,200 -> places-paired 2,000 + 2,000
+#   bash experiments/demo_model/train_decomposed.sh places     # goal-only 1,000 -> goal-paired 1,200 -> places-paired 2,000 + 2,000 + 2,000
 #   bash experiments/demo_model/train_decomposed.sh steps      # tops-only 2,000, standing-from-places 2,000, move-from-tops 2,000, each from v2
-#   bash experiments/demo_model/train_decomposed.sh multitask  # one model for every step, from dec-places (5,000)
+#   bash experiments/demo_model/train_decomposed.sh multitask  # one model for every step: from dec-places (5,000), then from dec-places-more2 (5,000)
 #
 # Needs runs/v2-init (a copy of src/dreamvlx/assets/demo_model), data/probe-<format>.json made by
 # `reasoning_probe.py make data/probe-<format>.json --format <format> --samples 40000 --seed 1`, and for
-# `multitask` data/dec-multitask.json made by `reasoning_probe.py mix` (README.md gives the command).
+# `multitask` data/dec-multitask.json and data/dec-multitask2.json made by `reasoning_probe.py mix` (README.md
+# gives the commands); its second stage starts from the places lane's last.
 # Environment knobs (for tests/demo/test_train_decomposed.py, which runs every lane in miniature): RUNS_DIR,
 # DATA_DIR, INIT (the weights the lanes start from), STEP_DIVISOR (every stage's steps divided by it),
 # BATCH, THREADS.
 # Why these lengths: each is what the step took alone (README findings 1, 12-15); the places model needs the
 # copies first (finding 13), the others learn from v2 directly; its loss still fell at 2,000 steps, so it gets
-# 2,000 more (a second warm-up and cosine, finding 22). The multitask model gets each step's own
-# length again (finding 19: in a mixture a step needs as many steps of its own data as alone).
+# 2,000 more (a second warm-up and cosine, finding 22), and again (finding 25). The multitask model gets each
+# step's own length again (finding 19: in a mixture a step needs as many steps of its own data as alone); its
+# second version starts from the best places model and gives the places a third of the mixture (finding 26).
 set -euo pipefail
 lane=${1:?"lane: places, steps or multitask"}
 threads=${THREADS:-1}
@@ -43,6 +45,7 @@ case $lane in
         stage dec-goal-paired "$data/probe-goal-paired.json" 1200 "$runs/dec-goal-only/final"
         stage dec-places "$data/probe-places-paired.json" 2000 "$runs/dec-goal-paired/final"
         stage dec-places-more "$data/probe-places-paired.json" 2000 "$runs/dec-places/final"
+        stage dec-places-more2 "$data/probe-places-paired.json" 2000 "$runs/dec-places-more/final"
         ;;
     steps)
         stage dec-tops "$data/probe-tops-only.json" 2000 "$init"
@@ -51,6 +54,7 @@ case $lane in
         ;;
     multitask)
         stage dec-multitask "$data/dec-multitask.json" 5000 "$runs/dec-places/final"
+        stage dec-multitask2 "$data/dec-multitask2.json" 5000 "$runs/dec-places-more2/final"
         ;;
     *)
         echo "unknown lane '$lane': places, steps or multitask" >&2

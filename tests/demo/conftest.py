@@ -32,3 +32,9 @@ def probe() -> Iterator[ModuleType]:
 def decomposed() -> Iterator[ModuleType]:
     """``decomposed_planner.py``."""
     yield from _experiment_module("decomposed_planner")
+
+
+@pytest.fixture(scope="module")
+def diagnose() -> Iterator[ModuleType]:
+    """``diagnose.py``."""
+    yield from _experiment_module("diagnose")

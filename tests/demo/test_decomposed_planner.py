@@ -4,6 +4,7 @@ reasoning, each reply written into the next prompt, and the probe's lockstep ben
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from dreamvlx.demo import shipped_model_dir
 from dreamvlx.envs.blocksworld.planner import find_plan
+from dreamvlx.envs.blocksworld.problems import load_split
 from dreamvlx.envs.blocksworld.replies import goal_places, goal_standing, plan_reply
 from dreamvlx.envs.blocksworld.state import MoveBlock
 
@@ -153,6 +155,67 @@ def test_lockstep_benchmark_scores_the_replies(probe) -> None:
     assert all(scores["unparsable_replies"] == 25 for scores in empty.values())
 
 
+def test_benchmark_traces_follow_the_distance_to_the_goal(probe) -> None:
+    """Optimal moves bring every episode one step closer per reply, from its optimal plan length to 0; a
+    move of no such block fails every time and leaves every episode where it started."""
+    solved = probe.play_benchmark(OptimalMoves())
+    for split, scores in solved.items():
+        assert scores["replies_closer"] == 1.0 and scores["unsolved"] == 0, split
+        for trace in scores["episodes"]:
+            assert trace["solved"] and trace["distance_end"] == 0
+            moves = [move.split(" ") for move in trace["moves"].split(" | ")]
+            assert [int(distance) for _, _, distance in moves] == list(range(trace["distance_start"]))[::-1]
+            assert all(re.fullmatch(r"[a-z]>c\d", action) and kind == "closer" for action, kind, _ in moves)
+    stuck = probe.play_benchmark(UnknownBlock())
+    for split, scores in stuck.items():
+        assert scores["replies_failed"] == 1.0 and scores["unsolved"] == 25
+        assert scores["unsolved_distance_start"] == scores["unsolved_distance_end"] > 0
+        budget = probe.MAX_STEPS[split]  # every episode uses it all; every reply but its first is a retry
+        assert scores["replies_retried"] == round((budget - 1) / budget, 3)
+        for trace in scores["episodes"]:
+            start = trace["distance_start"]
+            first = f"action does not exist failed {start}"
+            assert trace["moves"] == " | ".join([first] + [f"{first} retry"] * (budget - 1))
+
+
+class Stubborn:
+    """Asked first about a problem (told apart by its goal), or asked as a retry, replies an optimal move;
+    otherwise it repeats its last reply to that problem: a second move in a row of the block just moved."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple, str] = {}
+
+    def replies(self, queries, retries=None):
+        replies = []
+        for (state, goal), retry in zip(queries, retries):
+            if retry or goal not in self.last:
+                self.last[goal] = plan_reply(find_plan(state, goal)[:1])
+            replies.append(self.last[goal])
+        return replies
+
+
+def test_futile_replies_are_redrawn_as_retries(probe) -> None:
+    assert all(len({p.goal for p in load_split(split)}) == 25 for split in probe.SPLITS)
+    stubborn = probe.play_benchmark(Stubborn())  # every second reply moves the block just moved: fails
+    assert all(0.3 < scores["replies_failed"] < 0.7 for scores in stubborn.values())
+    redrawn = probe.play_benchmark(Stubborn(), redraws=1)
+    for split, scores in redrawn.items():
+        assert scores["success"] == 1.0 and scores["replies_closer"] == 1.0, split
+        for trace in scores["episodes"]:  # each reply after the first was redrawn once
+            moves = trace["moves"].split(" | ")
+            assert not moves[0].endswith("redrawn 1") and all(m.endswith("redrawn 1") for m in moves[1:])
+    with pytest.raises(ValueError, match="redraws must be 0 or more"):
+        probe.play_benchmark(Stubborn(), redraws=-1)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "success", "kind"),
+    [(3, 2, True, "closer"), (3, 3, True, "level"), (3, 4, True, "away"), (3, 3, False, "failed")],
+)
+def test_move_kind_compares_the_distances_before_and_after(probe, before, after, success, kind) -> None:
+    assert probe.move_kind(before, after, success) == kind
+
+
 def test_lockstep_benchmark_marks_queries_after_a_failed_action_as_retries(probe) -> None:
     failing = UnknownBlock()
     scores = probe.play_benchmark(failing)
@@ -189,3 +252,21 @@ def test_benchmark_reports_are_plotted_side_by_side(tmp_path: Path) -> None:
         [sys.executable, str(script), str(out), "--run", f"a={states_only}"], capture_output=True, text=True
     )
     assert failed.returncode != 0 and "has no benchmark_text_scene" in failed.stderr
+
+
+@pytest.mark.parametrize("script", ["decomposed_planner.py", "reasoning_probe.py"])
+def test_redraws_need_a_sampled_retry(script: str) -> None:
+    """A greedy retry would give the same futile reply again: both CLIs refuse ``--redraws`` without a
+    retry temperature > 0, before loading any model."""
+    path = Path(__file__).resolve().parents[2] / "experiments" / "demo_model" / script
+    command = [sys.executable, str(path)]
+    if script == "reasoning_probe.py":
+        command += ["eval", "no-such-model", "--format", "move-from-tops"]
+    else:
+        command += ["--move", "no-such-model", "--given", "places,standing,tops"]
+    greedy = subprocess.run([*command, "--redraws", "2"], capture_output=True, text=True)
+    assert greedy.returncode == 2 and "--redraws needs a retry temperature > 0" in greedy.stderr
+    negative = subprocess.run(
+        [*command, "--redraws", "-1", "--retry-temperature", "1"], capture_output=True, text=True
+    )
+    assert negative.returncode == 2 and "--redraws must be 0 or more" in negative.stderr

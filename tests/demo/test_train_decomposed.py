@@ -23,10 +23,12 @@ EXPECTED = {
     "dec-goal-paired": ("probe-goal-paired.json", 2, "dec-goal-only"),
     "dec-places": ("probe-places-paired.json", 4, "dec-goal-paired"),
     "dec-places-more": ("probe-places-paired.json", 4, "dec-places"),
+    "dec-places-more2": ("probe-places-paired.json", 4, "dec-places-more"),
     "dec-tops": ("probe-tops-only.json", 4, "INIT"),
     "dec-standing": ("probe-standing-from-places.json", 4, "INIT"),
     "dec-move": ("probe-move-from-tops.json", 4, "INIT"),
     "dec-multitask": ("dec-multitask.json", 10, "dec-places"),
+    "dec-multitask2": ("dec-multitask2.json", 10, "dec-places-more2"),
 }
 
 
@@ -44,6 +46,7 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         probe.make(data / f"probe-{reply_format}.json", reply_format, samples=16, seed=3)
     parts = [(data / f"probe-{f}.json", 8) for f in ("move-from-tops", "tops-only", "places-paired")]
     probe.mix(data / "dec-multitask.json", parts, seed=0)
+    probe.mix(data / "dec-multitask2.json", parts[::-1], seed=1)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

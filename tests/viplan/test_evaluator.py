@@ -195,6 +195,37 @@ def test_state_seen_before_marks_failures_and_cycles_of_legal_moves() -> None:
     assert episode.env.state == start and not episode.last_action_failed and episode.state_seen_before
 
 
+def test_futile_actions_are_failed_moves_here_and_moves_of_the_block_just_moved() -> None:
+    problem = next(p for p in load_split("simple") if any(len(stack) > 1 for stack in p.initial_state.stacks))
+    episode = PlanningEpisode(problem, PlanningConfig(max_steps=8, cot=True, prompt_style="slots"))
+    assert episode.futile_actions == frozenset()
+    start = episode.env.state
+    buried = next(stack[0] for stack in start.stacks if len(stack) > 1)  # a block under another: not clear
+    episode.take(episode.messages(), plan_reply([MoveBlock("nosuchblock", "c1")]))
+    episode.take(episode.messages(), plan_reply([MoveBlock(buried, "c1")]))
+    assert not episode.steps[-1]["success"]
+    assert episode.futile_actions == {MoveBlock("nosuchblock", "c1"), MoveBlock(buried, "c1")}
+    move = find_plan(start, problem.goal)[0]
+    episode.take(episode.messages(), plan_reply([move]))
+    assert episode.futile_actions == {MoveBlock(move.block, column) for column in problem.columns}
+    episode.take(
+        episode.messages(), plan_reply([MoveBlock(move.block, "nowhere")])
+    )  # fails: still the last moved
+    moved_again = {MoveBlock(move.block, column) for column in problem.columns}
+    assert episode.futile_actions == moved_again | {MoveBlock(move.block, "nowhere")}
+    state = episode.env.state
+    other, own = next(
+        (stack[-1], name)
+        for name, stack in zip(state.column_names, state.stacks)
+        if stack and stack[-1] != move.block
+    )
+    episode.take(
+        episode.messages(), plan_reply([MoveBlock(other, next(c for c in problem.columns if c != own))])
+    )
+    assert episode.steps[-1]["success"]  # a failure of another block's move here is forgotten once it moves
+    assert episode.futile_actions == {MoveBlock(other, column) for column in problem.columns}
+
+
 def _truthful(state, question: str) -> str:
     """The true answer to a grounding question about ``state`` (independent of the oracle backend)."""
     lookup = {q.rstrip("?"): (name, args) for name, args, q in grounding_questions(state)}

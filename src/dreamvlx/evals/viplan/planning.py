@@ -16,7 +16,7 @@ from dreamvlx.envs.blocksworld.env import BlocksWorldEnv
 from dreamvlx.envs.blocksworld.problems import Problem
 from dreamvlx.envs.blocksworld.prompts import Messages, is_compact, planning_prompt
 from dreamvlx.envs.blocksworld.replies import history_record, parse_plan_reply
-from dreamvlx.envs.blocksworld.state import ACTION_NAME, MoveBlock
+from dreamvlx.envs.blocksworld.state import ACTION_NAME, BlocksWorldState, MoveBlock
 from dreamvlx.evals.viplan.backends import EpisodeInfo, VLMBackend, episode_seed
 from dreamvlx.evals.viplan.querying import ImageSource, generate, prompt_record, system_prompt
 
@@ -53,6 +53,9 @@ class PlanningEpisode:
         self.steps: list[dict[str, Any]] = []
         self._unusable: str | None = None  # the status of a reply that ended the episode
         self._visited = [self.env.state]  # the state before each reply, and the current one
+        self._failed: dict[
+            BlocksWorldState, set[MoveBlock]
+        ] = {}  # state -> the moves a reply named there that failed
         self._first_prompt = self.messages()
 
     @property
@@ -71,6 +74,20 @@ class PlanningEpisode:
         legal ones (a block moved away and back). A prompt without history then asks a question it has
         asked before."""
         return self.env.state in self._visited[:-1]
+
+    @property
+    def futile_actions(self) -> frozenset[MoveBlock]:
+        """Moves that cannot belong to a shortest plan from here, by what the episode's history (ViPlan's
+        feedback records, in every prompt) shows: each move a reply named in the current state that failed
+        there (the environment is deterministic: it fails again; a move of no such block or to no such
+        column included), and every move of the block the last executed action moved (moving one block twice
+        in a row is never shortest: one move to the second column does as much, or none when it goes back).
+        A caller may ask again when a reply names one of them."""
+        failed = self._failed.get(self.env.state, set())
+        if not self.env.executed:
+            return frozenset(failed)
+        last = self.env.executed[-1].block
+        return frozenset(failed | {MoveBlock(last, column) for column in self.problem.columns})
 
     def messages(self) -> Messages:
         """The planning prompt for the current state: the goal and the JSON history so far."""
@@ -95,12 +112,17 @@ class PlanningEpisode:
             step.update(success=False, error=parsed.error)
             self._unusable = parsed.status
             return
+        state = self.env.state
         action = _resolve(self.problem, parsed.action, parsed.block, parsed.column)
         if action is None:
+            if parsed.action == ACTION_NAME and parsed.block is not None and parsed.column is not None:
+                self._failed.setdefault(state, set()).add(MoveBlock(parsed.block, parsed.column))
             self.history.append(history_record(None, parsed.action, False, ""))
             step.update(action=None, success=False, info="action does not exist")
             return
         result = self.env.step(action)
+        if not result.success:
+            self._failed.setdefault(state, set()).add(action)
         info = "success" if result.success else "not legal"
         self.history.append(history_record(action, parsed.action, result.success, info))
         step.update(action=str(action), success=result.success, info=info, reason=result.reason)
