@@ -104,7 +104,7 @@ from dreamvlx.envs.blocksworld.replies import (
     plan_reply,
     state_explanation,
 )
-from dreamvlx.envs.blocksworld.state import ACTION_NAME, BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
+from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
 from dreamvlx.evals.viplan.metrics import planning_metrics
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.inference import (
@@ -642,12 +642,15 @@ def trace_summary(traces: list[dict]) -> dict[str, float | int]:
     how many there are and their mean optimal distance to the goal at the start and at the end."""
     steps = [step for trace in traces for step in trace["steps"]]
     unsolved = [trace for trace in traces if not trace["solved"]]
+
+    def share(count: int) -> float:
+        return round(count / max(len(steps), 1), 3)
+
     summary: dict[str, float | int] = {
-        f"replies_{kind}": round(sum(step["kind"] == kind for step in steps) / max(len(steps), 1), 3)
-        for kind in MOVE_KINDS
+        f"replies_{kind}": share(sum(step["kind"] == kind for step in steps)) for kind in MOVE_KINDS
     }
-    summary["replies_retried"] = round(sum(step["retry"] for step in steps) / max(len(steps), 1), 3)
-    summary["replies_redrawn"] = round(sum(step["redrawn"] > 0 for step in steps) / max(len(steps), 1), 3)
+    summary["replies_retried"] = share(sum(step["retry"] for step in steps))
+    summary["replies_redrawn"] = share(sum(step["redrawn"] > 0 for step in steps))
     summary["unsolved"] = len(unsolved)
     for end in ("start", "end"):
         mean = sum(trace[f"distance_{end}"] for trace in unsolved) / max(len(unsolved), 1)
@@ -668,14 +671,6 @@ def trace_line(trace: dict) -> dict:
     return {**{key: value for key, value in trace.items() if key != "steps"}, "moves": moves}
 
 
-def named_move(reply: str) -> MoveBlock | None:
-    """The move a plan reply's first step names, or None (unparsable, another action, no block or column)."""
-    parsed = parse_plan_reply(reply)
-    if parsed.status != "ok" or parsed.action != ACTION_NAME or parsed.block is None or parsed.column is None:
-        return None
-    return MoveBlock(parsed.block, parsed.column)
-
-
 def redraw_futile(
     planner: TextScenePlanner,
     queries: list[tuple[BlocksWorldState, tuple[Fact, ...]]],
@@ -687,7 +682,7 @@ def redraw_futile(
     times, replacing its reply in ``replies``; returns how often each query was asked again."""
     redrawn = [0] * len(queries)
     for _ in range(redraws):
-        again = [k for k, reply in enumerate(replies) if named_move(reply) in futile[k]]
+        again = [k for k, reply in enumerate(replies) if parse_plan_reply(reply).named_move in futile[k]]
         if not again:
             break
         for k, reply in zip(again, planner.replies([queries[k] for k in again], [True] * len(again))):

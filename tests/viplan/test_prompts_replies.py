@@ -181,6 +181,27 @@ def test_parse_plan_reply(reply: str, status: str, block) -> None:
     assert (parsed.error == "") == (status == "ok")
 
 
+@pytest.mark.parametrize(
+    ("reply", "move"),
+    [
+        (_GOOD, MoveBlock("y", "c2")),
+        (
+            '{"plan": [{"action": "moveblock", "parameters": {"block": "q", "column": "c9"}}]}',
+            MoveBlock("q", "c9"),
+        ),
+        (
+            '{"plan": [{"action": "pickup", "parameters": {"block": "y", "column": "c2"}}]}',
+            None,
+        ),  # another action
+        ('{"plan": [{"action": "moveblock", "parameters": {"block": "y"}}]}', None),  # no column
+        ('{"plan": []}', None),
+        ("no json at all", None),
+    ],
+)
+def test_named_move_is_the_first_step_when_it_is_a_move(reply: str, move) -> None:
+    assert parse_plan_reply(reply).named_move == move
+
+
 def test_history_records() -> None:
     assert history_record(MoveBlock("y", "c2"), "moveblock", False, "not legal") == {
         "action": "moveblock",

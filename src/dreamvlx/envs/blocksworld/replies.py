@@ -98,6 +98,14 @@ class PlanReply:
     column: str | None = None
     error: str = ""
 
+    @property
+    def named_move(self) -> MoveBlock | None:
+        """The move the plan's first step names (``moveblock`` with a block and a column, whether or not the
+        problem has them), or None: an unusable reply, another action, or a parameter missing."""
+        if self.status != "ok" or self.action != ACTION_NAME or self.block is None or self.column is None:
+            return None
+        return MoveBlock(self.block, self.column)
+
 
 def parse_plan_reply(reply: str) -> PlanReply:
     """Read the first action of a JSON plan reply, exactly as far as ViPlan does (module docstring)."""

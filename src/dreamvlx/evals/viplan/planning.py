@@ -53,9 +53,8 @@ class PlanningEpisode:
         self.steps: list[dict[str, Any]] = []
         self._unusable: str | None = None  # the status of a reply that ended the episode
         self._visited = [self.env.state]  # the state before each reply, and the current one
-        self._failed: dict[
-            BlocksWorldState, set[MoveBlock]
-        ] = {}  # state -> the moves a reply named there that failed
+        # state -> the moves a reply named there that failed
+        self._failed: dict[BlocksWorldState, set[MoveBlock]] = {}
         self._first_prompt = self.messages()
 
     @property
@@ -115,8 +114,8 @@ class PlanningEpisode:
         state = self.env.state
         action = _resolve(self.problem, parsed.action, parsed.block, parsed.column)
         if action is None:
-            if parsed.action == ACTION_NAME and parsed.block is not None and parsed.column is not None:
-                self._failed.setdefault(state, set()).add(MoveBlock(parsed.block, parsed.column))
+            if parsed.named_move is not None:
+                self._failed.setdefault(state, set()).add(parsed.named_move)
             self.history.append(history_record(None, parsed.action, False, ""))
             step.update(action=None, success=False, info="action does not exist")
             return
