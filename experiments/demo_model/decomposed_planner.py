@@ -40,10 +40,7 @@ from reasoning_probe import (
     add_retry_arguments,
     ask,
     check_retry_arguments,
-    column_tops,
     held_out,
-    move_prompt,
-    places_prompt,
     plan_marks,
     play_benchmark,
     prompt,
@@ -53,6 +50,7 @@ from reasoning_probe import (
 )
 from tqdm import tqdm
 
+from dreamvlx.envs.blocksworld.chain import move_prompt, places_of, standing_prompt, tops_reply
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact
 from dreamvlx.inference import load_dream_vl
@@ -72,7 +70,7 @@ def true_sections(state: BlocksWorldState, goal: tuple[Fact, ...]) -> dict[str, 
     return {
         "places": goal_places(state, goal),
         "standing": goal_standing(state, goal),
-        "tops": column_tops(state),
+        "tops": tops_reply(state),
     }
 
 
@@ -141,8 +139,8 @@ class DecomposedPlanner:
         places_replies = run("places", [prompt(s, g, STEP_FORMATS["places"]) for s, g in queries])
         for chain, reply in zip(chains, places_replies):
             chain["places_reply"] = reply
-            chain["places"] = reply.split(STANDING_SEPARATOR)[0].strip()
-        standings = run("standing", [(None, places_prompt(chain["places"])) for chain in chains])
+            chain["places"] = places_of(reply)
+        standings = run("standing", [(None, standing_prompt(chain["places"])) for chain in chains])
         tops = run("tops", [prompt(s, g, STEP_FORMATS["tops"]) for s, g in queries])
         for chain, standing, top in zip(chains, standings, tops):
             chain["standing"], chain["tops"] = standing, top

@@ -1,7 +1,8 @@
 """Probe reports' ViPlan scores side by side: one PNG of bar charts (success and action success per split).
 
 Reads the ``benchmark_text_scene`` of reports written by ``reasoning_probe.py eval`` or
-``decomposed_planner.py`` and draws them with the evaluator's own ``plot_comparison``::
+``decomposed_planner.py``, or an evaluator's planning ``summary.json`` (``dreamvlx demo``), and draws them
+with the evaluator's own ``plot_comparison``::
 
     python experiments/demo_model/plot_benchmark.py OUT.png --run "move alone=probe-move.json" \\
         --run "chain=chain.json"
@@ -18,7 +19,10 @@ from dreamvlx.evals.viplan.report import plot_comparison
 
 
 def planning_summary(report: dict[str, Any], source: str = "report") -> dict[str, Any]:
-    """A probe report's benchmark as a summary ``plot_comparison`` reads (planning mode, per split)."""
+    """A probe report's benchmark as a summary ``plot_comparison`` reads (planning mode, per split); an
+    evaluator's planning ``summary.json`` (``dreamvlx eval viplan``, ``dreamvlx demo``) as it is."""
+    if report.get("mode") == "planning" and "splits" in report:
+        return report
     if "benchmark_text_scene" not in report:
         raise ValueError(f"{source} has no benchmark_text_scene: it was scored without the benchmark")
     splits = {

@@ -72,26 +72,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 from diagnose import move_quality, rates
 from tqdm import tqdm
 
+from dreamvlx.envs.blocksworld import chain
+from dreamvlx.envs.blocksworld.chain import (
+    goal_rows,
+    move_prompt,
+    parse_scene,
+    read_reply,
+    read_system,
+    scene_rows,
+    standing_prompt,
+    text_rows,
+    tops_prompt,
+    tops_reply,
+)
+from dreamvlx.envs.blocksworld.chain_data import mix_data, parse_part, query_points
 from dreamvlx.envs.blocksworld.datagen import (
-    SPLIT_SPECS,
-    EpisodeConfig,
-    EpisodeStep,
-    GeneratedProblem,
     constructive_moves,
-    play_episode,
-    sample_problem,
+    read_dataset,
 )
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
@@ -105,6 +112,7 @@ from dreamvlx.envs.blocksworld.replies import (
     state_explanation,
 )
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
+from dreamvlx.evals.viplan.chained import ChainConfig, ChainedPlanner, read_messages
 from dreamvlx.evals.viplan.metrics import planning_metrics
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.inference import (
@@ -116,7 +124,7 @@ from dreamvlx.inference import (
     load_dream_vl,
     reply_text,
 )
-from dreamvlx.processing.conversation import IGNORE_INDEX, build_training_sequence
+from dreamvlx.processing.conversation import IGNORE_INDEX, IMAGE_PLACEHOLDER, build_training_sequence
 
 PLAN_FORMATS = ("move", "standing", "places", "tops", "paired", "interleaved", "keyed", "move-from-tops")
 KEYED_FORMATS = ("places-keyed", "goal-keyed", "keyed")
@@ -157,11 +165,6 @@ FORMATS = PLAN_FORMATS + STEP_FORMATS
 SPLITS = ("simple", "medium", "hard")
 
 
-def column_tops(state: BlocksWorldState) -> str:
-    """Every column's top block, ``-`` for an empty column: ``c1 y | c2 - | c3 b``."""
-    return " | ".join(f"{column} {stack[-1] if stack else '-'}" for column, stack in state.columns())
-
-
 def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str]:
     """The reply sections of ``reply_format`` for ``state``: a plan format's explanation (none for ``move``),
     or what a step format writes as plain text."""
@@ -171,7 +174,7 @@ def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str)
         if reply_format in KEYED_FORMATS
         else goal_places(state, goal, format_slots(reply_format))
     )
-    tops = column_tops(state)
+    tops = tops_reply(state)
     return {
         "move": [],
         "move-from-tops": [],
@@ -208,31 +211,10 @@ def format_slots(reply_format: str) -> int | None:
     return FIXED_SLOTS if reply_format == "places-fixed" else None
 
 
-def _rows(layout: str) -> list[tuple[str, list[str]]]:
-    """A slots-notation layout, ``c1: r - | c2: - -``, as ``(column, words)`` per column."""
-    return [
-        (column, words.split()) for column, words in (part.split(": ", 1) for part in layout.split(" | "))
-    ]
-
-
-def _column_places(
-    state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None
-) -> list[tuple[str, list[str], list[str]]]:
-    """``(column, scene places, goal places)`` per column in the slots notation (``-`` for an empty place),
-    ``slots`` places per column (default one per block of the problem)."""
-    slots = slots or len(state.blocks)
-    scene = _rows(layout_text(list(state.columns()), slots))
-    wanted = _rows(layout_text(goal_layout(state.column_names, goal), slots))
-    return [(column, here, there) for (column, here), (_, there) in zip(scene, wanted)]
-
-
 def paired_layout(state: BlocksWorldState, goal: tuple[Fact, ...], slots: int | None = None) -> str:
-    """Scene and goal column by column in the slots notation: ``c1: r o - = r g - | c2: - - - = - - -``,
-    ``slots`` places per column (default one per block of the problem)."""
-    return " | ".join(
-        f"{column}: {' '.join(here)} = {' '.join(there)}"
-        for column, here, there in _column_places(state, goal, slots)
-    )
+    """Scene and goal column by column in the slots notation (``chain.paired_layout``), ``slots`` places per
+    column (default one per block of the problem)."""
+    return chain.paired_layout(scene_rows(state, slots), goal_rows(state, goal, slots))
 
 
 def pairs_layout(
@@ -250,7 +232,7 @@ def pairs_layout(
     return " | ".join(
         f"{column}: "
         + " ".join(f"{next(keys) + ' ' if keyed else ''}{a}{joiner}{b}" for a, b in zip(here, there))
-        for column, here, there in _column_places(state, goal, None)
+        for (column, here), (_, there) in zip(scene_rows(state), goal_rows(state, goal))
     )
 
 
@@ -265,7 +247,7 @@ def keyed_words(rows: list[tuple[str, list[str]]]) -> str:
 
 def keyed_places(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """``goal_places`` keyed (``keyed_words``): ``c1: A - B no | c2: C g D -``."""
-    return keyed_words(_rows(goal_places(state, goal)))
+    return keyed_words(text_rows(goal_places(state, goal)))
 
 
 def goal_copy(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
@@ -277,7 +259,7 @@ def goal_copy(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
 def keyed_goal(state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:
     """The goal's places keyed (``keyed_words``), ``c1: A r B - | c2: C - D -``: every word a copy of the
     prompt's goal place with the same key."""
-    return keyed_words(_rows(goal_copy(state, goal)))
+    return keyed_words(text_rows(goal_copy(state, goal)))
 
 
 def prompt(
@@ -300,15 +282,15 @@ def format_prompt(
     place by place (``pairs_layout``), ``standing-from-places`` the place-by-place comparison alone,
     ``move-from-tops`` the standing and the tops alone (system None: the chat template's default system
     message)."""
-    scene = f"Scene: {state_explanation(state, 'slots')}"
+    scene = tops_prompt(state_explanation(state, "slots"))
     if reply_format == "tops-only":
         return None, scene
     if reply_format == "goal-only":
         return None, f"Goal: {goal_copy(state, goal)}"
     if reply_format == "standing-from-places":
-        return None, places_prompt(goal_places(state, goal))
+        return None, standing_prompt(goal_places(state, goal))
     if reply_format == "move-from-tops":
-        return None, move_prompt(goal_standing(state, goal), column_tops(state))
+        return None, move_prompt(goal_standing(state, goal), tops_reply(state))
     if reply_format in PAIRED_FORMATS:
         return None, f"Scene = goal: {paired_layout(state, goal, format_slots(reply_format))}"
     if reply_format in INTERLEAVED_FORMATS:
@@ -318,37 +300,12 @@ def format_prompt(
     return f"Goal: {goal_text(state.blocks, state.column_names, goal, 'slots')}", scene
 
 
-def places_prompt(places: str) -> str:
-    """The user turn of ``standing-from-places``: a place-by-place comparison (``c1: - no - | ...``), true or a
-    model's own."""
-    return f"Places: {places}"
-
-
-def move_prompt(standing: str, tops: str) -> str:
-    """The user turn of ``move-from-tops``: a standing (``c1 no | c2 y``) and the columns' tops (``c1 y | c2
-    -``), true or a model's own."""
-    return f"Standing: {standing}{STANDING_SEPARATOR}tops: {tops}"
-
-
 def answer(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock, reply_format: str) -> str:
     """The training reply: a JSON plan of ``move`` with the format's explanation, or for the step formats
     their ``sections`` as plain text."""
     if reply_format in STEP_FORMATS:
         return STANDING_SEPARATOR.join(sections(state, goal, reply_format))
     return plan_reply([move], explanation(state, goal, reply_format))
-
-
-def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, EpisodeStep]]:
-    """``count`` query points of ViPlan-like episodes of random non-benchmark problems (constructive-first
-    optimal labels), played as ``dreamvlx data viplan`` plays them, reproducibly from ``seed``."""
-    rng = np.random.default_rng(seed)
-    config = EpisodeConfig(plan_horizon=1, prompt_style="slots")
-    made = 0
-    while made < count:
-        problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
-        for step in play_episode(problem, rng, config)[: count - made]:
-            made += 1
-            yield problem, step
 
 
 def make(out: Path, reply_format: str, samples: int, seed: int, tagged: bool = False) -> None:
@@ -365,39 +322,56 @@ def make(out: Path, reply_format: str, samples: int, seed: int, tagged: bool = F
     out.write_text(json.dumps(rows))
 
 
-def parse_part(text: str) -> tuple[Path, int | None]:
-    """``PATH`` or ``PATH:COUNT`` of ``mix --part``: a probe data file and how many of its first samples to take
-    (all when no count is given)."""
-    path, separator, count = text.rpartition(":")
-    if separator and count.isdigit():
-        return Path(path), int(count)
-    return Path(text), None
+def score_reading(model_dir: str, states: int, seed: int, steps: int, batch: int) -> dict[str, float]:
+    """The read call (``chain``) on ``states`` held-out states (``query_points``), rendered, greedy, as the
+    chained planner asks it (its canvas fitted to the longest reply of each batch): the scene exactly right, a scene of the problem at all (``parse_scene``), and
+    the share of its words right (``words``: column names, places and separators, by position), as rates."""
+    planner = ChainedPlanner(model_dir, ChainConfig(steps=steps))
+    points = [step.state for _, step in query_points(states, seed)]
+    marks = []
+    for start in tqdm(range(0, len(points), batch), desc="read held-out states"):
+        chunk = points[start : start + batch]
+        messages = [read_messages(state.blocks) for state in chunk]
+        longest = max(len(planner.processor.tokenizer.encode(read_reply(state))) for state in chunk)
+        canvas = longest + planner.config.canvas_margin  # fitted as the demo fits it (ChainConfig)
+        replies = planner.ask("read", messages, [planner.images(state) for state in chunk], canvas=canvas)
+        for state, reply in zip(chunk, replies):
+            truth = read_reply(state)
+            said, wanted = reply.split(), truth.split()
+            right = sum(a == b for a, b in zip(said, wanted))
+            marks.append(
+                {
+                    "exact": reply == truth,
+                    "scene": parse_scene(reply, state.column_names, state.blocks) is not None,
+                    "words": right / len(wanted),
+                }
+            )
+    return dict(sorted(rates(marks).items()))
 
 
-def mix(out: Path, parts: list[tuple[Path, int | None]], seed: int) -> None:
-    """One shuffled LLaVA JSON list of the first ``count`` samples of each part (a curriculum stage's data with
-    earlier stages' data replayed beside it). Each sample's id becomes ``<file stem>-<index>`` so ids stay
-    unique across parts. ValueError: a part with fewer samples than asked, a file given twice, or one prompt
-    that two parts answer differently (formats sharing a prompt need ``make --tagged``, see ``prompt``)."""
-    stems = [path.stem for path, _ in parts]
-    if len(set(stems)) != len(stems):
-        raise ValueError(f"mix: a data file is given twice ({stems}); give each once with the count wanted")
+def make_read(data_dir: Path, out: Path) -> None:
+    """Write the read call's samples (``dreamvlx.envs.blocksworld.chain``) from a ``dreamvlx data viplan``
+    dataset: one per rendered state (its image, relative to ``data_dir``), system ``Blocks: ...``, the reply
+    the scene in the slots notation. Train with ``--data.image_folder data_dir``."""
     rows: list[dict] = []
-    answered: dict[tuple[str | None, str], tuple[str, str]] = {}  # prompt -> (part, reply)
-    for path, count in parts:
-        samples = json.loads(path.read_text())
-        if count is not None and count > len(samples):
-            raise ValueError(f"mix: {path} holds {len(samples)} samples, {count} were asked")
-        for index, sample in enumerate(samples[:count]):
-            (user, reply) = (turn["value"] for turn in sample["conversations"])
-            part, known = answered.setdefault((sample.get("system"), user), (path.stem, reply))
-            if part != path.stem and known != reply:
-                raise ValueError(
-                    f"mix: {part} and {path.stem} answer the same prompt {user!r} differently; a model cannot "
-                    "tell which is asked: make both with --tagged"
-                )
-            rows.append({**sample, "id": f"{path.stem}-{index:06d}"})
-    random.Random(seed).shuffle(rows)
+    seen: set[str] = set()
+    for sample in read_dataset(data_dir):
+        if sample["image"] in seen:
+            continue
+        seen.add(sample["image"])
+        meta = sample["meta"]
+        state = BlocksWorldState.from_columns(meta["state"], meta["blocks"])
+        rows.append(
+            {
+                "id": f"read-{len(rows):06d}",
+                "image": sample["image"],
+                "system": read_system(state.blocks),
+                "conversations": [
+                    {"from": "human", "value": IMAGE_PLACEHOLDER},
+                    {"from": "gpt", "value": read_reply(state)},
+                ],
+            }
+        )
     out.write_text(json.dumps(rows))
 
 
@@ -814,6 +788,16 @@ def main() -> None:
     make_parser.add_argument("--samples", type=int, default=40000)
     make_parser.add_argument("--seed", type=int, default=1)
     make_parser.add_argument("--tagged", action="store_true", help="name the task in every prompt (for mix)")
+    read_parser = sub.add_parser("read", help="the read call's samples from a dreamvlx data viplan dataset")
+    read_parser.add_argument("data_dir", type=Path)
+    read_parser.add_argument("out", type=Path)
+    read_eval_parser = sub.add_parser("read-eval", help="score the read call on held-out rendered states")
+    read_eval_parser.add_argument("model")
+    read_eval_parser.add_argument("--states", type=int, default=200)
+    read_eval_parser.add_argument("--seed", type=int, default=99)
+    read_eval_parser.add_argument("--steps", type=int, default=8)
+    read_eval_parser.add_argument("--batch", type=int, default=25)
+    read_eval_parser.add_argument("--out", type=Path)
     mix_parser = sub.add_parser("mix", help="shuffle samples of several probe data files into one")
     mix_parser.add_argument("out", type=Path)
     mix_parser.add_argument(
@@ -855,8 +839,24 @@ def main() -> None:
     if args.command == "make":
         make(args.out, args.format, args.samples, args.seed, args.tagged)
         return
+    if args.command == "read":
+        make_read(args.data_dir, args.out)
+        return
+    if args.command == "read-eval":
+        scores = score_reading(args.model, args.states, args.seed, args.steps, args.batch)
+        write_report(
+            {
+                "model": args.model,
+                "states": args.states,
+                "seed": args.seed,
+                "steps": args.steps,
+                "read": scores,
+            },
+            args.out,
+        )
+        return
     if args.command == "mix":
-        mix(args.out, args.part, args.seed)
+        mix_data(args.out, args.part, args.seed)
         return
     torch.manual_seed(args.sampling_seed)
     planner = Planner(

@@ -5,11 +5,17 @@
 #   bash experiments/demo_model/train_decomposed.sh places     # goal-only 1,000 -> goal-paired 1,200 -> places-paired 2,000 + 2,000 + 2,000
 #   bash experiments/demo_model/train_decomposed.sh steps      # tops-only 2,000, standing-from-places 2,000, move-from-tops 2,000, each from v2
 #   bash experiments/demo_model/train_decomposed.sh multitask  # one model for every step: from dec-places (5,000), then from dec-places-more2 (5,000)
+#   bash experiments/demo_model/train_decomposed.sh read       # the shipped model: dec-multitask2 learns to read the image (12,000 of batch 16)
 #
+# (dreamvlx.train.chain_recipe runs the places lane, dec-multitask2 and dec-read as one curriculum; THREADS=2
+# for the read lane, which runs alone.)
 # Needs runs/v2-init (a copy of src/dreamvlx/assets/demo_model), data/probe-<format>.json made by
 # `reasoning_probe.py make data/probe-<format>.json --format <format> --samples 40000 --seed 1`, and for
 # `multitask` data/dec-multitask.json and data/dec-multitask2.json made by `reasoning_probe.py mix` (README.md
-# gives the commands); its second stage starts from the places lane's last.
+# gives the commands); its second stage starts from the places lane's last; for `read` data/read (`dreamvlx data
+# viplan --out data/read --samples 48000 --seed 21 --modes grounding --questions-per-image 1 --prompt-style slots
+# --cot`) and data/read-mix.json (`reasoning_probe.py read data/read data/read-scene.json`, then `mix` with the
+# first 36,000 samples of data/dec-multitask2.json).
 # Environment knobs (for tests/demo/test_train_decomposed.py, which runs every lane in miniature): RUNS_DIR,
 # DATA_DIR, INIT (the weights the lanes start from), STEP_DIVISOR (every stage's steps divided by it),
 # BATCH, THREADS.
@@ -19,24 +25,24 @@
 # step's own length again (finding 19: in a mixture a step needs as many steps of its own data as alone); its
 # second version starts from the best places model and gives the places a third of the mixture (finding 26).
 set -euo pipefail
-lane=${1:?"lane: places, steps or multitask"}
+lane=${1:?"lane: places, steps, multitask or read"}
 threads=${THREADS:-1}
 runs=${RUNS_DIR:-runs}
 data=${DATA_DIR:-data}
 init=${INIT:-runs/v2-init}
 divisor=${STEP_DIVISOR:-1}
 common=(--preset blocksworld-tiny --data.num_workers 0 --optim.lr 1e-3 --optim.warmup_ratio 0.02
-    --optim.batch_size "${BATCH:-32}" --run.keep_last 1 --run.log_every 50 --run.seed 1)
+    --run.keep_last 1 --run.log_every 50 --run.seed 1)
 
-stage() {  # stage NAME DATA_JSON STEPS FROM: trains $runs/NAME from the weights FROM (skipped when done)
-    local name=$1 json=$2 steps=$(($3 / divisor)) from=$4
+stage() {  # stage NAME DATA_JSON STEPS FROM [IMAGE_FOLDER BATCH]: trains $runs/NAME from the weights FROM
+    local name=$1 json=$2 steps=$(($3 / divisor)) from=$4 images=${5:-} batch=${BATCH:-${6:-32}}
     if [[ -f $runs/$name/final/model.safetensors ]]; then
         echo "$runs/$name/final exists: skipped"
         return
     fi
     OMP_NUM_THREADS=$threads dreamvlx train "${common[@]}" --model.init "$from" \
-        --data.train_json "$json" --run.out_dir "$runs/$name" \
-        --optim.max_steps "$steps" --run.save_every $((steps / 2))
+        --data.train_json "$json" ${images:+--data.image_folder "$images"} --run.out_dir "$runs/$name" \
+        --optim.batch_size "$batch" --optim.max_steps "$steps" --run.save_every $((steps / 2))
 }
 
 case $lane in
@@ -56,8 +62,11 @@ case $lane in
         stage dec-multitask "$data/dec-multitask.json" 5000 "$runs/dec-places/final"
         stage dec-multitask2 "$data/dec-multitask2.json" 5000 "$runs/dec-places-more2/final"
         ;;
+    read)
+        stage dec-read "$data/read-mix.json" 12000 "$runs/dec-multitask2/final" "$data/read" 16
+        ;;
     *)
-        echo "unknown lane '$lane': places, steps or multitask" >&2
+        echo "unknown lane '$lane': places, steps, multitask or read" >&2
         exit 2
         ;;
 esac

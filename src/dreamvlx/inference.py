@@ -237,13 +237,20 @@ def left_padded(rows: Sequence[torch.Tensor], pad_id: int) -> dict[str, torch.Te
 
 
 def reply_text(tokenizer: DreamTokenizer, token_ids: Sequence[int]) -> str:
-    """Decoded reply: special tokens kept, cut at the first stop string (``STOP_STRINGS``), stripped."""
-    text = tokenizer.decode(list(token_ids), skip_special_tokens=False)
+    """Decoded reply: special tokens kept, cut at the first stop string (``STOP_STRINGS``), stripped. Ids the
+    tokenizer has no token for (the model's vocabulary is padded beyond it; a model not fully trained may
+    emit them) are skipped, as the Hub tokenizer's ``decode`` skips them."""
+    known = [token for token in token_ids if 0 <= token < tokenizer.vocab_size]
+    text = tokenizer.decode(known, skip_special_tokens=False)
     for stop in STOP_STRINGS:
         text = text.split(stop)[0]
     return text.strip()
 
 
 def token_texts(tokenizer: DreamTokenizer, token_ids: Sequence[int]) -> list[str]:
-    """Each token decoded on its own (special tokens kept), for showing a denoising history."""
-    return [tokenizer.decode([token]) for token in token_ids]
+    """Each token decoded on its own (special tokens kept), for showing a denoising history; an id the
+    tokenizer has no token for shows as ``<id N>``."""
+    return [
+        tokenizer.decode([token]) if 0 <= token < tokenizer.vocab_size else f"<id {token}>"
+        for token in token_ids
+    ]

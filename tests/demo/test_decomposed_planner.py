@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dreamvlx.demo import shipped_model_dir
+from dreamvlx.envs.blocksworld.chain import tops_reply
 from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
 from dreamvlx.envs.blocksworld.replies import goal_places, goal_standing, plan_reply
@@ -87,7 +88,7 @@ def test_given_steps_take_the_truth(decomposed, probe, monkeypatch) -> None:
     assert decomposed.true_sections(state, goal) == {
         "places": goal_places(state, goal),
         "standing": goal_standing(state, goal),
-        "tops": probe.column_tops(state),
+        "tops": tops_reply(state),
     }
 
 
@@ -240,9 +241,13 @@ def test_benchmark_reports_are_plotted_side_by_side(tmp_path: Path) -> None:
     states_only = tmp_path / "states.json"
     states_only.write_text(json.dumps({"states": {}}))
     script = Path(__file__).resolve().parents[2] / "experiments" / "demo_model" / "plot_benchmark.py"
+    summary = tmp_path / "summary.json"  # an evaluator's summary, as dreamvlx demo writes it
+    scores = {"task_completion_rate": 0.4, "action_success_rate": 0.5}
+    summary.write_text(json.dumps({"mode": "planning", "splits": {s: scores for s in ("simple", "hard")}}))
     out = tmp_path / "plot.png"
+    runs = ["--run", f"a={report}", "--run", f"b, T=1={report}", "--run", f"demo={summary}"]
     done = subprocess.run(
-        [sys.executable, str(script), str(out), "--run", f"a={report}", "--run", f"b, T=1={report}"],
+        [sys.executable, str(script), str(out), *runs],
         capture_output=True,
         text=True,
     )

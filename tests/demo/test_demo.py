@@ -16,8 +16,11 @@ from dreamvlx.demo import (
     main,
     shipped_model_dir,
 )
+from dreamvlx.envs.blocksworld.chain import CALLS
 from dreamvlx.envs.blocksworld.datagen import read_dataset
+from dreamvlx.envs.blocksworld.problems import load_split
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR
+from dreamvlx.evals.viplan.chained import ChainConfig, evaluate_chained
 from dreamvlx.modeling.dream_vl import DreamVL
 from dreamvlx.processing import (
     DreamVLImageProcessor,
@@ -25,15 +28,21 @@ from dreamvlx.processing import (
     ImageProcessorConfig,
     build_small_tokenizer,
 )
+from dreamvlx.train.chain_recipe import CURRICULUM
+
+
+def tiny_random_model(folder: Path) -> Path:
+    """An untrained tiny diffusion Dream-VL with a small tokenizer, saved in ``folder``."""
+    tokenizer = build_small_tokenizer(['{"plan": [{"action": "moveblock"}]}'] * 5, vocab_size=260)
+    config = DreamVLConfig.tiny(vocab_size=len(tokenizer) - 24 + 32)
+    DreamVL(config).save_pretrained(folder)
+    images = DreamVLImageProcessor(ImageProcessorConfig(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16))
+    DreamVLProcessor(images, tokenizer).save_pretrained(folder)
+    return folder
 
 
 def test_demo_runs_end_to_end_and_writes_its_report(tmp_path: Path, capsys) -> None:
-    tokenizer = build_small_tokenizer(['{"plan": [{"action": "moveblock"}]}'] * 5, vocab_size=260)
-    config = DreamVLConfig.tiny(vocab_size=len(tokenizer) - 24 + 32)
-    model_dir = tmp_path / "model"
-    DreamVL(config).save_pretrained(model_dir)
-    images = DreamVLImageProcessor(ImageProcessorConfig(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16))
-    DreamVLProcessor(images, tokenizer).save_pretrained(model_dir)
+    model_dir = tiny_random_model(tmp_path / "model")
 
     out = tmp_path / "demo"
     argv = [
@@ -48,7 +57,12 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path: Path, capsys) -> N
         "--workers",
         "1",
     ]
-    assert main([*argv, "--max-new-tokens", "8", "--steps", "2", "--report-episodes", "1"]) == 0
+    assert (
+        main(
+            [*argv, "--planner", "single", "--max-new-tokens", "8", "--steps", "2", "--report-episodes", "1"]
+        )
+        == 0
+    )
     summary = json.loads((out / "eval" / "summary.json").read_text())
     assert summary["splits"]["simple"]["episodes"] == 25
     assert (out / "data" / "index.json").is_file() and (out / "summary.png").is_file()
@@ -66,6 +80,54 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path: Path, capsys) -> N
     assert "simple" in capsys.readouterr().out
 
 
+def test_chained_demo_reads_asks_again_and_reports_every_call(tmp_path: Path, capsys) -> None:
+    model_dir = tiny_random_model(tmp_path / "model")
+    out = tmp_path / "demo"
+    argv = [
+        "--out",
+        str(out),
+        "--samples",
+        "10",
+        "--model",
+        str(model_dir),
+        "--split",
+        "simple",
+        "--steps",
+        "2",
+    ]
+    assert main([*argv, "--report-episodes", "1", "--rereads", "1"]) == 0
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert summary["planner"] == "chained" and summary["chain"]["rereads"] == 1
+    assert summary["splits"]["simple"]["episodes"] == 25
+    # an untrained model reads no scene: each episode's one step was read twice, then ended
+    assert summary["rereads"] == 25 and summary["splits"]["simple"]["task_completion_rate"] == 0.0
+    mixed = json.loads((out / "data" / "chain.json").read_text())
+    assert len(mixed) == 10 and {row["id"].split("-")[0] for row in mixed} == set(CALLS)
+    report = (out / "report.html").read_text()
+    assert "The first step's calls" in report and "<b>read</b>: <code>Blocks: " in report
+    assert "data:image/png;base64" in report and "<sub>" in report  # the image; the denoising history
+    assert "simple_problem_0: not solved" in report and "ViPlan BlocksWorld" in capsys.readouterr().out
+
+
+def test_chained_records_do_not_depend_on_the_number_of_worker_processes(tmp_path: Path) -> None:
+    model_dir = str(tiny_random_model(tmp_path / "model"))
+    problems = {"simple": load_split("simple")[:2], "hard": load_split("hard")[:1]}
+    config = ChainConfig(steps=2, rereads=2)  # an untrained model: re-reads, sampled
+    alone = evaluate_chained(problems, model_dir, config, workers=1, progress=False)
+    assert sum(step["rereads"] for rs in alone.values() for r in rs for step in r["steps"]) > 0
+    assert evaluate_chained(problems, model_dir, config, workers=2, progress=False) == alone
+
+
+def test_chained_demo_train_runs_the_whole_curriculum_at_a_small_scale(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--samples", "5", "--train", "--train-scale", "4000", "--split", "simple"]
+    assert main([*argv, "--steps", "1", "--report-episodes", "0", "--rereads", "0", "--redraws", "0"]) == 0
+    for stage in CURRICULUM:
+        assert (out / "train" / stage.name / "final" / "model.safetensors").is_file(), stage.name
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert summary["model"] == str(out / "train" / "dec-read" / "final")
+
+
 def test_demo_data_formats_for_every_explanation(tmp_path: Path) -> None:
     for sections, explanation in enumerate(EXPLANATIONS, start=1):  # scene; scene, standing; + places
         out = generate_data(
@@ -76,6 +138,8 @@ def test_demo_data_formats_for_every_explanation(tmp_path: Path) -> None:
         assert planning and all(len(e.split(STANDING_SEPARATOR)) == sections for e in explanations)
     with pytest.raises(ValueError, match="unknown explanation 'plan'"):
         generate_data(tmp_path / "bad", 2, seed=0, workers=1, explanation="plan")
+    with pytest.raises(ValueError, match="give --planner single a --model"):
+        main(["--out", str(tmp_path / "single"), "--planner", "single"])
     with pytest.raises(ValueError, match="need standing=True and the 'slots' prompt style"):
         main(
             [
@@ -87,6 +151,8 @@ def test_demo_data_formats_for_every_explanation(tmp_path: Path) -> None:
                 "1",
                 "--explanation",
                 "places",
+                "--planner",
+                "single",
             ]
         )
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from dreamvlx.demo import shipped_model_dir
+from dreamvlx.envs.blocksworld.chain import text_rows, tops_reply
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState
 
@@ -50,15 +51,15 @@ def test_make_writes_each_format(probe, tmp_path: Path) -> None:
                 assert user == f"Places: {goal_places(state, goal)}"
             elif reply_format == "move-from-tops":  # the chain's last step: standing and tops given
                 assert "system" not in row
-                standing, tops = goal_standing(state, goal), probe.column_tops(state)
+                standing, tops = goal_standing(state, goal), tops_reply(state)
                 assert user == f"Standing: {standing}{STANDING_SEPARATOR}tops: {tops}"
             else:
                 assert user.startswith("Scene: c1: ")
             if reply_format == "tops-only":
                 assert "system" not in row  # the scene alone: no goal anywhere
-                assert reply == probe.column_tops(state)
+                assert reply == tops_reply(state)
             elif reply_format == "tops-paired":
-                assert reply == probe.column_tops(state)
+                assert reply == tops_reply(state)
             elif reply_format in (
                 "standing-only",
                 "standing-paired",
@@ -101,7 +102,7 @@ def test_mix_takes_each_parts_first_samples_shuffled_with_unique_ids(probe, tmp_
     probe.make(tmp_path / "move.json", "move-from-tops", samples=4, seed=4)
     parts = [probe.parse_part(f"{tmp_path / 'copy.json'}:3"), probe.parse_part(str(tmp_path / "move.json"))]
     assert parts == [(tmp_path / "copy.json", 3), (tmp_path / "move.json", None)]
-    probe.mix(tmp_path / "mix.json", parts, seed=0)
+    probe.mix_data(tmp_path / "mix.json", parts, seed=0)
     rows = json.loads((tmp_path / "mix.json").read_text())
     copies, moves = (
         json.loads((tmp_path / "copy.json").read_text()),
@@ -112,9 +113,11 @@ def test_mix_takes_each_parts_first_samples_shuffled_with_unique_ids(probe, tmp_
     assert {row["id"]: row["conversations"] for row in rows} == expected and len(rows) == 7
     assert [row["id"] for row in rows] != sorted(expected)  # shuffled, not concatenated
     with pytest.raises(ValueError, match="holds 5 samples, 6 were asked"):
-        probe.mix(tmp_path / "bad.json", [(tmp_path / "copy.json", 6)], seed=0)
+        probe.mix_data(tmp_path / "bad.json", [(tmp_path / "copy.json", 6)], seed=0)
     with pytest.raises(ValueError, match="given twice"):
-        probe.mix(tmp_path / "bad.json", [(tmp_path / "copy.json", 1), (tmp_path / "copy.json", 2)], seed=0)
+        probe.mix_data(
+            tmp_path / "bad.json", [(tmp_path / "copy.json", 1), (tmp_path / "copy.json", 2)], seed=0
+        )
 
 
 def test_mix_refuses_formats_that_share_a_prompt_unless_tagged(probe, tmp_path: Path) -> None:
@@ -125,9 +128,9 @@ def test_mix_refuses_formats_that_share_a_prompt_unless_tagged(probe, tmp_path: 
             )
     untagged = [(tmp_path / "places-paired-False.json", None), (tmp_path / "tops-paired-False.json", None)]
     with pytest.raises(ValueError, match=r"answer the same prompt .* differently"):
-        probe.mix(tmp_path / "bad.json", untagged, seed=0)
+        probe.mix_data(tmp_path / "bad.json", untagged, seed=0)
     tagged = [(tmp_path / "places-paired-True.json", None), (tmp_path / "tops-paired-True.json", None)]
-    probe.mix(tmp_path / "mix.json", tagged, seed=0)
+    probe.mix_data(tmp_path / "mix.json", tagged, seed=0)
     prompts = [row["conversations"][0]["value"] for row in json.loads((tmp_path / "mix.json").read_text())]
     assert (
         sorted(p.split(". ", 1)[0] for p in prompts) == ["Task places-paired"] * 3 + ["Task tops-paired"] * 3
@@ -195,9 +198,7 @@ def test_word_kind_follows_the_true_words(probe) -> None:
     assert goal_places(state, goal) == "c1: - no - | c2: no - - | c3: b g -"
 
     def kinds_of(layout: str, reply_format: str) -> list[str | None]:
-        return [
-            probe.word_kind(f" {word}", reply_format) for _, words in probe._rows(layout) for word in words
-        ]
+        return [probe.word_kind(f" {word}", reply_format) for _, words in text_rows(layout) for word in words]
 
     kinds = ["equal", "no", "equal", "no", "equal", "equal", "letter", "letter", "equal"]
     assert kinds_of(goal_places(state, goal), "places-paired") == [f"places_{kind}" for kind in kinds]

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from dreamvlx.demo import shipped_model_dir
+from dreamvlx.envs.blocksworld.datagen import EpisodeConfig, write_dataset
+from dreamvlx.train.chain_recipe import CURRICULUM
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "demo_model" / "train_decomposed.sh"
@@ -29,7 +31,16 @@ EXPECTED = {
     "dec-move": ("probe-move-from-tops.json", 4, "INIT"),
     "dec-multitask": ("dec-multitask.json", 10, "dec-places"),
     "dec-multitask2": ("dec-multitask2.json", 10, "dec-places-more2"),
+    "dec-read": ("read-mix.json", 24, "dec-multitask2"),
 }
+
+
+def test_the_src_curriculum_is_the_lanes_that_made_the_shipped_model() -> None:
+    previous = "INIT"
+    for stage in CURRICULUM:
+        _json_name, steps, start = EXPECTED[stage.name]
+        assert (stage.steps // 500, start) == (steps, previous), stage.name
+        previous = stage.name
 
 
 def _lane(lane: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -45,8 +56,15 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
     for reply_format in FORMATS:
         probe.make(data / f"probe-{reply_format}.json", reply_format, samples=16, seed=3)
     parts = [(data / f"probe-{f}.json", 8) for f in ("move-from-tops", "tops-only", "places-paired")]
-    probe.mix(data / "dec-multitask.json", parts, seed=0)
-    probe.mix(data / "dec-multitask2.json", parts[::-1], seed=1)
+    probe.mix_data(data / "dec-multitask.json", parts, seed=0)
+    probe.mix_data(data / "dec-multitask2.json", parts[::-1], seed=1)
+    write_dataset(
+        data / "read", 6, seed=3, modes=["grounding"], config=EpisodeConfig(prompt_style="slots", cot=True)
+    )
+    probe.make_read(data / "read", data / "read-scene.json")
+    probe.mix_data(
+        data / "read-mix.json", [(data / "read-scene.json", None), (data / "dec-multitask2.json", 4)], 0
+    )
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -56,7 +74,7 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         "STEP_DIVISOR": "500",
         "BATCH": "4",
     }
-    for lane in ("places", "steps", "multitask"):
+    for lane in ("places", "steps", "multitask", "read"):
         done = _lane(lane, env)
         assert done.returncode == 0, done.stderr[-2000:]
     for run, (json_name, steps, start) in EXPECTED.items():
@@ -65,6 +83,7 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         assert config["data"]["train_json"] == str(data / json_name)
         assert config["optim"]["max_steps"] == steps
         assert config["model"]["init"] == (env["INIT"] if start == "INIT" else str(runs / start / "final"))
+        assert (config["data"]["image_folder"] == str(data / "read")) == (run == "dec-read")
     again = _lane("steps", env)  # a lane run again skips what it has made
     assert again.returncode == 0 and again.stdout.count("exists: skipped") == 3
     wrong = _lane("everything", env)

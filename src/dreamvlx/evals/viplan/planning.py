@@ -9,6 +9,7 @@ every step counts, legal or not), or on a reply that is not valid JSON or has no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +93,13 @@ class PlanningEpisode:
         """The planning prompt for the current state: the goal and the JSON history so far."""
         return planning_prompt(self.problem, self.history, self.config.cot, self.config.prompt_style)
 
-    def take(self, messages: Messages, reply: str) -> None:
-        """Apply ``reply`` (the answer to ``messages``): execute its plan's first action and record it."""
+    def take(self, messages: Messages, reply: str, details: Mapping[str, Any] | None = None) -> None:
+        """Apply ``reply`` (the answer to ``messages``): execute its plan's first action and record it, with
+        ``details`` (how the reply was obtained, e.g. a chained planner's calls) in the step's record."""
         if self.done:
             raise RuntimeError(f"episode {self.problem.name} has ended; it takes no more replies")
         self._apply(messages, reply)
+        self.steps[-1].update(details or {})
         self._visited.append(self.env.state)
 
     def _apply(self, messages: Messages, reply: str) -> None:
