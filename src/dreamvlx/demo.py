@@ -317,6 +317,8 @@ def write_chain_report(
 
 
 def main(argv: list[str]) -> int:
+    from dreamvlx.evals.viplan.chained import ChainConfig
+
     parser = argparse.ArgumentParser(prog="dreamvlx demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default="outputs/demo", help="output folder (data, model, results, report)")
@@ -372,9 +374,22 @@ def main(argv: list[str]) -> int:
         help="how far CoT planning explanations go, as the model was trained (module docstring)",
     )
     chained = parser.add_argument_group("chained planner (dreamvlx.evals.viplan.chained)")
-    chained.add_argument("--retry-temperature", type=float, default=1.0, help="sampled re-asks' temperature")
-    chained.add_argument("--rereads", type=int, default=3, help="readings that are not a scene, asked again")
-    chained.add_argument("--redraws", type=int, default=3, help="moves the history rules out, asked again")
+    chained.add_argument(
+        "--retry-temperature",
+        type=float,
+        default=ChainConfig().retry_temperature,
+        help="sampled re-asks' temperature",
+    )
+    defaults = ChainConfig()
+    chained.add_argument(
+        "--rereads", type=int, default=defaults.rereads, help="readings that are not a scene, asked again"
+    )
+    chained.add_argument(
+        "--redraws",
+        type=int,
+        default=defaults.redraws,
+        help="unusable moves (chained.usable_move), asked again",
+    )
     parser.add_argument(
         "train_overrides", nargs=argparse.REMAINDER, help="with --train: --section.key value ..."
     )
