@@ -112,7 +112,7 @@ from dreamvlx.envs.blocksworld.replies import (
     state_explanation,
 )
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
-from dreamvlx.evals.viplan.chained import ChainConfig, ChainedPlanner, read_messages
+from dreamvlx.evals.viplan.chained import ChainConfig, ChainedPlanner, problem_canvases, read_messages
 from dreamvlx.evals.viplan.metrics import planning_metrics
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.inference import (
@@ -327,13 +327,14 @@ def score_reading(model_dir: str, states: int, seed: int, steps: int, batch: int
     chained planner asks it (its canvas fitted to the longest reply of each batch): the scene exactly right, a scene of the problem at all (``parse_scene``), and
     the share of its words right (``words``: column names, places and separators, by position), as rates."""
     planner = ChainedPlanner(model_dir, ChainConfig(steps=steps))
-    points = [step.state for _, step in query_points(states, seed)]
+    points = list(query_points(states, seed))
+    tokenizer, margin = planner.processor.tokenizer, planner.config.canvas_margin
     marks = []
     for start in tqdm(range(0, len(points), batch), desc="read held-out states"):
-        chunk = points[start : start + batch]
+        chunk = [step.state for _, step in points[start : start + batch]]
         messages = [read_messages(state.blocks) for state in chunk]
-        longest = max(len(planner.processor.tokenizer.encode(read_reply(state))) for state in chunk)
-        canvas = longest + planner.config.canvas_margin  # fitted as the demo fits it (ChainConfig)
+        # fitted as the demo fits it (ChainConfig.fit_canvas)
+        canvas = max(problem_canvases(p, tokenizer, margin)["read"] for p, _ in points[start : start + batch])
         replies = planner.ask("read", messages, [planner.images(state) for state in chunk], canvas=canvas)
         for state, reply in zip(chunk, replies):
             truth = read_reply(state)

@@ -374,13 +374,13 @@ def main(argv: list[str]) -> int:
         help="how far CoT planning explanations go, as the model was trained (module docstring)",
     )
     chained = parser.add_argument_group("chained planner (dreamvlx.evals.viplan.chained)")
+    defaults = ChainConfig()
     chained.add_argument(
         "--retry-temperature",
         type=float,
-        default=ChainConfig().retry_temperature,
+        default=defaults.retry_temperature,
         help="sampled re-asks' temperature",
     )
-    defaults = ChainConfig()
     chained.add_argument(
         "--rereads", type=int, default=defaults.rereads, help="readings that are not a scene, asked again"
     )

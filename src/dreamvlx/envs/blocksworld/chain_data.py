@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from dreamvlx.envs.blocksworld import chain
@@ -34,7 +33,7 @@ from dreamvlx.envs.blocksworld.datagen import (
     play_episode,
     sample_problem,
 )
-from dreamvlx.envs.blocksworld.render import render_columns_array, scene_of
+from dreamvlx.envs.blocksworld.render import render_state
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing, plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
 from dreamvlx.processing.conversation import IMAGE_PLACEHOLDER
@@ -84,15 +83,20 @@ def conversation(
         return None, f"Goal: {goal_copy(state, goal)}", goal_copy(state, goal)
     if fmt == "goal-paired":
         return None, chain.places_prompt(scene, wanted), goal_copy(state, goal)
-    raise ValueError(f"unknown chain data format {fmt!r}; choose from {', '.join(FORMATS)}")
+    _check_format(fmt)
+    raise AssertionError(f"format {fmt!r} is in FORMATS but has no conversation")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown chain data format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 def write_call_data(out: Path, fmt: str, samples: int, seed: int, progress: bool = True) -> Path:
     """Write ``samples`` samples of ``fmt`` (``query_points(samples, seed)``) to the JSON list ``out``; the
     read call's images go to ``<out without suffix>-images/`` (paths relative to ``out``'s folder, which is
     the trainer's ``--data.image_folder``). Returns ``out``."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown chain data format {fmt!r}; choose from {', '.join(FORMATS)}")
+    _check_format(fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = out.with_name(f"{out.stem}-images")
     if fmt == "read":
@@ -104,9 +108,7 @@ def write_call_data(out: Path, fmt: str, samples: int, seed: int, progress: bool
         row: dict = {"id": f"{fmt}-{len(rows):06d}"}
         if fmt == "read":
             name = images / f"{len(rows):06d}.png"
-            Image.fromarray(render_columns_array(scene_of(step.state)), mode="RGB").save(
-                name, compress_level=1
-            )
+            render_state(step.state).save(name, compress_level=1)
             row["image"] = str(name.relative_to(out.parent))
         if system is not None:
             row["system"] = system

@@ -38,16 +38,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from dreamvlx.envs.blocksworld import chain
 from dreamvlx.envs.blocksworld.chain_data import conversation
+from dreamvlx.envs.blocksworld.datagen import GeneratedProblem
 from dreamvlx.envs.blocksworld.problems import Problem
 from dreamvlx.envs.blocksworld.prompts import Messages
 from dreamvlx.envs.blocksworld.render import render_state
 from dreamvlx.envs.blocksworld.replies import parse_plan_reply
-from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
+from dreamvlx.envs.blocksworld.state import MoveBlock
 from dreamvlx.evals.viplan.backends import episode_seed
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.evals.viplan.runner import score_records
@@ -94,11 +94,6 @@ class ChainConfig:
             raise ValueError(f"canvas_margin must leave room for the end of turn, got {self.canvas_margin}")
 
 
-def render_image(state: BlocksWorldState) -> Image.Image:
-    """The rendered state, RGB (ViPlan's frame in our renderer), as the read call sees it."""
-    return render_state(state).convert("RGB")
-
-
 def text_messages(user: str) -> Messages:
     """A text-only call: the user turn alone (the chat template's default system message)."""
     return [{"role": "user", "content": user}]
@@ -143,7 +138,7 @@ class ChainedPlanner:
             raise ValueError(
                 f"{model_dir} is a causal (AR) checkpoint; the chained planner decodes by diffusion"
             )
-        self.images = render_image  # state -> what the read call sees
+        self.images = render_state  # state -> what the read call sees (RGB, ViPlan's frame in our renderer)
         self._canvases: dict[str, dict[str, int]] = {}
         self.generator = torch.Generator(device=self.model.device).manual_seed(self.config.seed)
 
@@ -247,9 +242,8 @@ class ChainedPlanner:
             call("read", again, [chain.read_system(states[k].blocks) for k in again], [hot] * len(again))
             for k in again:
                 chains[k].rereads, scenes[k] = chains[k].rereads + 1, scene(k)
-        for (
-            k
-        ) in everyone:  # no scene after every re-read: the last reading as it came out, if it has the form
+        # no scene after every re-read: the last reading goes on as it came out, if it has a scene's layout
+        for k in everyone:
             if scenes[k] is None:
                 reading = chains[k].calls["read"]["reply"]
                 scenes[k] = chain.parse_layout(reading, states[k].column_names, len(states[k].blocks))
@@ -276,11 +270,12 @@ class ChainedPlanner:
         return chains
 
 
-def problem_canvases(problem: Problem, tokenizer: Any, margin: int) -> dict[str, int]:
+def problem_canvases(problem: Problem | GeneratedProblem, tokenizer: Any, margin: int) -> dict[str, int]:
     """Each call's reply length in tokens for ``problem`` plus ``margin``: the replies of the training data
     (``chain_data.conversation``) at its initial state, whose lengths depend only on its numbers of blocks
     and columns."""
-    state, move = problem.initial_state, MoveBlock(problem.blocks[0], problem.columns[-1])
+    state = problem.initial_state
+    move = MoveBlock(state.blocks[0], state.column_names[-1])
     replies = {call: conversation(state, problem.goal, move, call)[2] for call in chain.CALLS}
     return {call: len(tokenizer.encode(reply)) + margin for call, reply in replies.items()}
 
