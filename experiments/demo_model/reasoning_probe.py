@@ -95,7 +95,7 @@ from dreamvlx.envs.blocksworld.chain import (
     tops_prompt,
     tops_reply,
 )
-from dreamvlx.envs.blocksworld.chain_data import mix_data, parse_part, query_points
+from dreamvlx.envs.blocksworld.chain_data import mix_data, move_label, parse_part, query_points
 from dreamvlx.envs.blocksworld.datagen import (
     constructive_moves,
     read_dataset,
@@ -112,7 +112,13 @@ from dreamvlx.envs.blocksworld.replies import (
     state_explanation,
 )
 from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact, MoveBlock
-from dreamvlx.evals.viplan.chained import ChainConfig, ChainedPlanner, problem_canvases, read_messages
+from dreamvlx.evals.viplan.chained import (
+    ChainConfig,
+    ChainedPlanner,
+    problem_canvases,
+    read_messages,
+    text_messages,
+)
 from dreamvlx.evals.viplan.metrics import planning_metrics
 from dreamvlx.evals.viplan.planning import MAX_STEPS, PlanningConfig, PlanningEpisode
 from dreamvlx.inference import (
@@ -348,6 +354,43 @@ def score_reading(model_dir: str, states: int, seed: int, steps: int, batch: int
                 }
             )
     return dict(sorted(rates(marks).items()))
+
+
+def score_moving(
+    model_dir: str, states: int, seed: int, steps: int, batch: int
+) -> dict[str, dict[str, float]]:
+    """The move call (``chain.move_prompt`` with the true standing and tops) on ``states`` held-out states
+    (``query_points``), greedy, as the chained planner asks it: its training label exactly
+    (``label``: ``chain_data.move_label``), a legal move (``legal``), a move of a shortest plan
+    (``optimal``), a constructive one where one exists (``constructive``, for those states only); over all
+    states and apart for the states with and without a constructive move, as rates (``states``: how
+    many)."""
+    planner = ChainedPlanner(model_dir, ChainConfig(steps=steps))
+    points = list(query_points(states, seed))
+    tokenizer, margin = planner.processor.tokenizer, planner.config.canvas_margin
+    marks: dict[str, list[dict[str, bool]]] = {
+        "all": [],
+        "constructive_state": [],
+        "no_constructive_state": [],
+    }
+    for start in tqdm(range(0, len(points), batch), desc="move held-out states"):
+        chunk = points[start : start + batch]
+        prompts = [
+            move_prompt(goal_standing(step.state, p.goal), tops_reply(step.state)) for p, step in chunk
+        ]
+        canvas = max(problem_canvases(p, tokenizer, margin)["move"] for p, _ in chunk)
+        replies = planner.ask("move", [text_messages(prompt) for prompt in prompts], canvas=canvas)
+        for (problem, step), reply in zip(chunk, replies):
+            state, move = step.state, parse_plan_reply(reply).named_move
+            quality = move_quality(state, list(problem.goal), reply, len(find_plan(state, problem.goal)))
+            mark = {"label": move == move_label(state, problem.goal), **quality}
+            marks["all"].append(mark)
+            constructive = constructive_moves(state, problem.goal)
+            if constructive:
+                marks["constructive_state"].append({**mark, "constructive": move in constructive})
+            else:
+                marks["no_constructive_state"].append(mark)
+    return {kind: {"states": len(group), **rates(group)} for kind, group in marks.items() if group}
 
 
 def make_read(data_dir: Path, out: Path) -> None:
@@ -773,6 +816,13 @@ def check_retry_arguments(
         parser.error("--redraws needs a retry temperature > 0: a greedy retry gives the same reply again")
 
 
+CALL_EVALS = {
+    "read-eval": ("read", score_reading, 200, "score the read call on held-out rendered states"),
+    "move-eval": ("move", score_moving, 400, "score the move call on held-out states, given true inputs"),
+}
+"""Subcommands scoring one call of the chained planner: the report's key, the scorer, default states, help."""
+
+
 def write_report(report: dict, out: Path | None) -> None:
     """Print ``report`` as JSON and write it to ``out`` when given."""
     print(json.dumps(report, indent=1))
@@ -792,13 +842,14 @@ def main() -> None:
     read_parser = sub.add_parser("read", help="the read call's samples from a dreamvlx data viplan dataset")
     read_parser.add_argument("data_dir", type=Path)
     read_parser.add_argument("out", type=Path)
-    read_eval_parser = sub.add_parser("read-eval", help="score the read call on held-out rendered states")
-    read_eval_parser.add_argument("model")
-    read_eval_parser.add_argument("--states", type=int, default=200)
-    read_eval_parser.add_argument("--seed", type=int, default=99)
-    read_eval_parser.add_argument("--steps", type=int, default=8)
-    read_eval_parser.add_argument("--batch", type=int, default=25)
-    read_eval_parser.add_argument("--out", type=Path)
+    for command, (_call, _score, states, help_text) in CALL_EVALS.items():
+        call_eval_parser = sub.add_parser(command, help=help_text)
+        call_eval_parser.add_argument("model")
+        call_eval_parser.add_argument("--states", type=int, default=states)
+        call_eval_parser.add_argument("--seed", type=int, default=99)
+        call_eval_parser.add_argument("--steps", type=int, default=8)
+        call_eval_parser.add_argument("--batch", type=int, default=25)
+        call_eval_parser.add_argument("--out", type=Path)
     mix_parser = sub.add_parser("mix", help="shuffle samples of several probe data files into one")
     mix_parser.add_argument("out", type=Path)
     mix_parser.add_argument(
@@ -843,18 +894,17 @@ def main() -> None:
     if args.command == "read":
         make_read(args.data_dir, args.out)
         return
-    if args.command == "read-eval":
-        scores = score_reading(args.model, args.states, args.seed, args.steps, args.batch)
-        write_report(
-            {
-                "model": args.model,
-                "states": args.states,
-                "seed": args.seed,
-                "steps": args.steps,
-                "read": scores,
-            },
-            args.out,
-        )
+    if args.command in CALL_EVALS:
+        call, score, _states, _help = CALL_EVALS[args.command]
+        scores = score(args.model, args.states, args.seed, args.steps, args.batch)
+        report = {
+            "model": args.model,
+            "states": args.states,
+            "seed": args.seed,
+            "steps": args.steps,
+            call: scores,
+        }
+        write_report(report, args.out)
         return
     if args.command == "mix":
         mix_data(args.out, args.part, args.seed)

@@ -38,3 +38,9 @@ def decomposed() -> Iterator[ModuleType]:
 def diagnose() -> Iterator[ModuleType]:
     """``diagnose.py``."""
     yield from _experiment_module("diagnose")
+
+
+@pytest.fixture(scope="module")
+def chain_errors() -> Iterator[ModuleType]:
+    """``chain_errors.py``."""
+    yield from _experiment_module("chain_errors")

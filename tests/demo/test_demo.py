@@ -125,7 +125,7 @@ def test_chained_demo_train_runs_the_whole_curriculum_at_a_small_scale(tmp_path:
     for stage in CURRICULUM:
         assert (out / "train" / stage.name / "final" / "model.safetensors").is_file(), stage.name
     summary = json.loads((out / "eval" / "summary.json").read_text())
-    assert summary["model"] == str(out / "train" / "dec-read" / "final")
+    assert summary["model"] == str(out / "train" / CURRICULUM[-1].name / "final")
 
 
 def test_demo_data_formats_for_every_explanation(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dreamvlx.demo import shipped_model_dir
+from dreamvlx.envs.blocksworld.chain_data import write_call_data
 from dreamvlx.envs.blocksworld.datagen import EpisodeConfig, write_dataset
 from dreamvlx.train.chain_recipe import CURRICULUM
 
@@ -32,7 +33,9 @@ EXPECTED = {
     "dec-multitask": ("dec-multitask.json", 10, "dec-places"),
     "dec-multitask2": ("dec-multitask2.json", 10, "dec-places-more2"),
     "dec-read": ("read-mix.json", 24, "dec-multitask2"),
+    "dec-move-ranked": ("move-ranked-mix.json", 12, "dec-read"),
 }
+IMAGE_RUNS = ("dec-read", "dec-move-ranked")
 
 
 def test_the_src_curriculum_is_the_lanes_that_made_the_shipped_model() -> None:
@@ -65,6 +68,10 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
     probe.mix_data(
         data / "read-mix.json", [(data / "read-scene.json", None), (data / "dec-multitask2.json", 4)], 0
     )
+    write_call_data(data / "chain-move.json", "move", 8, seed=3, progress=False)
+    probe.mix_data(
+        data / "move-ranked-mix.json", [(data / "chain-move.json", None), (data / "read-scene.json", None)], 0
+    )
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -74,7 +81,7 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         "STEP_DIVISOR": "500",
         "BATCH": "4",
     }
-    for lane in ("places", "steps", "multitask", "read"):
+    for lane in ("places", "steps", "multitask", "read", "move-ranked"):
         done = _lane(lane, env)
         assert done.returncode == 0, done.stderr[-2000:]
     for run, (json_name, steps, start) in EXPECTED.items():
@@ -83,7 +90,7 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         assert config["data"]["train_json"] == str(data / json_name)
         assert config["optim"]["max_steps"] == steps
         assert config["model"]["init"] == (env["INIT"] if start == "INIT" else str(runs / start / "final"))
-        assert (config["data"]["image_folder"] == str(data / "read")) == (run == "dec-read")
+        assert (config["data"]["image_folder"] == str(data / "read")) == (run in IMAGE_RUNS)
     again = _lane("steps", env)  # a lane run again skips what it has made
     assert again.returncode == 0 and again.stdout.count("exists: skipped") == 3
     wrong = _lane("everything", env)

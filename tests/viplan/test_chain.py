@@ -13,10 +13,17 @@ from PIL import Image
 
 from dreamvlx.demo import shipped_model_dir
 from dreamvlx.envs.blocksworld import chain
-from dreamvlx.envs.blocksworld.chain_data import conversation, mix_data, query_points, write_call_data
-from dreamvlx.envs.blocksworld.datagen import constructive_first_plan
+from dreamvlx.envs.blocksworld.chain_data import (
+    conversation,
+    mix_data,
+    move_label,
+    query_points,
+    write_call_data,
+)
+from dreamvlx.envs.blocksworld.datagen import constructive_first_plan, constructive_moves
+from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.problems import load_split
-from dreamvlx.envs.blocksworld.replies import plan_reply
+from dreamvlx.envs.blocksworld.replies import goal_standing, plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
 from dreamvlx.evals.viplan.chained import (
     CANVASES,
@@ -67,10 +74,50 @@ def test_each_calls_data_prompt_is_built_from_the_previous_calls_true_reply() ->
         assert replies["standing"][1] == chain.standing_prompt(chain.places_of(replies["places"][2]))
         assert replies["tops"][1] == chain.tops_prompt(chain.rows_text(scene))
         assert replies["move"][1] == chain.move_prompt(replies["standing"][2], replies["tops"][2])
-        assert replies["move"][2] == plan_reply([move])
+        assert replies["move"][2] == plan_reply([move_label(state, goal)])
+        assert conversation(state, goal, move, "move-search") == (
+            None,
+            replies["move"][1],
+            plan_reply([move]),
+        )
         assert conversation(state, goal, move, "goal-paired")[1] == replies["places"][1]
     with pytest.raises(ValueError, match="unknown chain data format 'plan'"):
         conversation(state, goal, move, "plan")
+
+
+def test_ranked_moves_put_constructive_moves_first_then_the_last_out_of_place_columns_top() -> None:
+    standing, tops = "c1 no | c2 p | c3 no | c4 -", "c1 b | c2 - | c3 p | c4 -"
+    ranked = chain.ranked_moves(standing, tops)
+    assert ranked[0] == MoveBlock("p", "c2")  # constructive: p onto c2, whose stack waits for it
+    # then c3's top (the rightmost column out of place): to the empty final c4, then c1 (no), then c2 (waits)
+    assert ranked[1:4] == [MoveBlock("p", "c4"), MoveBlock("p", "c1"), MoveBlock("p", "c2")]
+    assert ranked[4:] == [MoveBlock("b", "c4"), MoveBlock("b", "c3"), MoveBlock("b", "c2")]
+    # final before out of place before waiting, and the empty one first among each
+    ranked = chain.ranked_moves("c1 - | c2 no | c3 r | c4 - | c5 no", "c1 y | c2 b | c3 g | c4 - | c5 o")
+    assert [move.column for move in ranked if move.block == "o"] == ["c4", "c1", "c2", "c3"]
+    for bad in (("c1 no | c2", "c1 b | c2 -"), ("c1 no | c2 -", "c1 b | c3 -")):
+        with pytest.raises(ValueError):
+            chain.ranked_moves(*bad)
+
+
+def test_the_move_label_is_the_first_ranked_shortest_move() -> None:
+    for problem, step in query_points(60, seed=8):
+        state, goal = step.state, problem.goal
+        label = move_label(state, goal)
+        standing, tops = goal_standing(state, goal), chain.tops_reply(state)
+        shortest = len(find_plan(state, goal))
+        assert state.check(label).success and len(find_plan(state.step(label)[0], goal)) == shortest - 1
+        ranked = chain.ranked_moves(standing, tops)
+        assert all(
+            len(find_plan(state.step(m)[0], goal) or ()) != shortest - 1
+            for m in ranked[: ranked.index(label)]
+        )
+        if label in constructive_moves(
+            state, goal
+        ):  # a constructive move is shortest: the search data's label
+            assert label == step.plan[0]
+    with pytest.raises(ValueError, match="the goal holds"):
+        move_label(problem.initial_state, problem.initial_state.facts())
 
 
 def test_call_data_files_and_their_mix(tmp_path: Path) -> None:
@@ -95,15 +142,15 @@ def test_call_data_files_and_their_mix(tmp_path: Path) -> None:
 
 def bad_reading(state: BlocksWorldState, kind: str) -> str:
     """A reading of ``state`` that is no scene: ``form`` has another layout; ``twice`` writes the bottom block
-    of the first stack with room above it again on top of it (a scene's layout, one block twice)."""
+    of the first stack again on top of it (over its top block when the stack is full: a scene's layout, one
+    block twice)."""
     if kind == "form":
         return "c1: oops"
     rows = chain.scene_rows(state)
-    column, places = next(  # a stack with room above it
-        (column, places) for column, places in rows if places[0] != chain.EMPTY_PLACE == places[-1]
-    )
+    column, places = next((column, places) for column, places in rows if places[0] != chain.EMPTY_PLACE)
     doubled = list(places)
-    doubled[len(places) - places.count(chain.EMPTY_PLACE)] = places[0]
+    height = len(places) - places.count(chain.EMPTY_PLACE)
+    doubled[min(height, len(places) - 1)] = places[0]
     return chain.rows_text([(name, doubled if name == column else held) for name, held in rows])
 
 
@@ -128,7 +175,7 @@ class TrueReplies(ChainedPlanner):
             state, goal = episode.env.state, episode.problem.goal
             move = constructive_first_plan(state, goal)[0]
             self.truths = dict(conversation(state, goal, move, fmt)[1:] for fmt in chain.CALLS[1:])
-            self.last_moved = episode.env.executed[-1].block if episode.env.executed else None
+            self.last_moved = episode.last_moved
             self.problems = [episode.problem]
             chains += super().plan([episode], history)
         return chains

@@ -10,9 +10,12 @@ blocksworld-tiny`` run (lr 1e-3, 2% warm-up, cosine, seed 1) from the previous s
    at every place;
 2. ``places`` three times 2,000 steps (``dec-places``, ``-more``, ``-more2``; each stage a new warm-up and
    cosine, as the shipped model was made);
-3. ``dec-multitask2``: places, move, standing and tops mixed 40 : 40 : 25 : 15 (5,000 steps);
+3. ``dec-multitask2``: places, move (as it was labelled then: ``move-search``), standing and tops mixed
+   40 : 40 : 25 : 15 (5,000 steps);
 4. ``dec-read``: image -> scene (``read``), with the multitask data replayed (48,000 : 36,000 samples;
-   12,000 steps of batch 16).
+   12,000 steps of batch 16);
+5. ``dec-move-ranked``: the move call with the labels of ``chain_data.move_label`` (``move``), with read,
+   places, standing and tops replayed (40,000 : 16,000 : 12,000 : 8,000 : 4,000; 6,000 steps of batch 16).
 
 The shipped model ran them from the v2 demo model (``experiments/demo_model/README.md``), a GPU-trained
 single-call model whose vision tower already read stack heights; ``run_curriculum`` starts from any
@@ -51,15 +54,25 @@ CURRICULUM: tuple[Stage, ...] = (
     Stage("dec-places", (("places", 40000),), 2000),
     Stage("dec-places-more", (("places", 40000),), 2000),
     Stage("dec-places-more2", (("places", 40000),), 2000),
-    Stage("dec-multitask2", (("places", 40000), ("move", 40000), ("standing", 25000), ("tops", 15000)), 5000),
+    Stage(
+        "dec-multitask2",
+        (("places", 40000), ("move-search", 40000), ("standing", 25000), ("tops", 15000)),
+        5000,
+    ),
     Stage("dec-read", (("read", 48000), ("dec-multitask2", 36000)), 12000, batch_size=16),
+    Stage(
+        "dec-move-ranked",
+        (("move", 40000), ("read", 16000), ("places", 12000), ("standing", 8000), ("tops", 4000)),
+        6000,
+        batch_size=16,
+    ),
 )
 """The stages, named as the runs that made the shipped model (``experiments/demo_model/train_decomposed.sh``);
 a stage's name is never a format's, so a part names one or the other."""
 
 FORMAT_SAMPLES = {
     "read": 48000,
-    **dict.fromkeys(("goal", "goal-paired", "places", "standing", "tops", "move"), 40000),
+    **dict.fromkeys(("goal", "goal-paired", "places", "standing", "tops", "move", "move-search"), 40000),
 }
 """Samples written per format (each stage takes the first ones it asks for)."""
 

@@ -12,7 +12,8 @@ planning step, five calls, each reply written into the next call's prompt as it 
    (``places_prompt``) -> each place compared with the goal's (``replies.goal_places``), then the standing;
 3. ``standing``: ``Places: <2's comparison>`` -> each column's standing (``replies.goal_standing``);
 4. ``tops``: ``Scene: <1's scene>`` -> each column's top block (``column_tops``);
-5. ``move``: ``Standing: <3> ; tops: <4>`` -> the move as ViPlan's JSON plan of one action.
+5. ``move``: ``Standing: <3> ; tops: <4>`` -> the move as ViPlan's JSON plan of one action (the first of
+   ``ranked_moves`` that starts a shortest plan).
 
 Calls 2-5 are text only (system None: the chat template's default system message). The image goes alone
 in the read call's user turn with the block list in the system turn, so the reply sits at the same
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 
 from dreamvlx.envs.blocksworld.prompts import goal_layout, layout_text
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR
-from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact
+from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
 
 Rows = list[tuple[str, list[str]]]
 """A slots-notation layout as ``(column, places)`` per column, each place a block letter or ``-``."""
@@ -157,3 +158,60 @@ def move_prompt(standing: str, tops: str) -> str:
     """The move call's user turn: a standing (``c1 no | c2 y``) and the columns' tops (``c1 y | c2 -``), true
     or the model's own."""
     return f"Standing: {standing}{STANDING_SEPARATOR}tops: {tops}"
+
+
+FINAL, DIRTY = "-", "no"
+"""Standing words (``replies.goal_standing``): the column is final; a block on it is out of place."""
+
+
+def column_words(text: str) -> list[tuple[str, str]]:
+    """A one-word-per-column text, ``c1 no | c2 y``, as ``(column, word)`` pairs; ValueError otherwise."""
+    pairs = []
+    for part in text.split(" | "):
+        words = part.split()
+        if len(words) != 2:
+            raise ValueError(f"column {part!r} of {text!r} is not 'column word'")
+        pairs.append((words[0], words[1]))
+    return pairs
+
+
+def ranked_moves(standing: str, tops: str) -> list[MoveBlock]:
+    """The moves the move call's prompt (``move_prompt``) shows, in the order its training labels prefer
+    them (``chain_data.move_label``: the first that starts a shortest plan).
+
+    First every constructive move (a column whose standing is a block that is the top of another column:
+    that block onto it), sources then targets left to right (``legal_actions`` order); then, for each column
+    whose standing is ``no``, right to left, its top onto another column: an empty final column first, then
+    a final one, then one whose standing is ``no``, then an empty column waiting for a block, then the rest
+    (each group left to right).
+
+    Why an order the prompt shows: where no constructive move exists (a quarter of the states), which of
+    the shortest moves the planner's search takes depends on blocks the prompt does not show, and a model
+    trained on those labels did not learn them: its greedy move was legal in 46% of such states in the
+    planner, against 95% where a constructive move existed (``experiments/demo_model/README.md``, finding
+    31). Every shortest move of such a state is the top of a column whose standing is ``no`` (1,935 of
+    1,935 measured), and this order's first move is a shortest one in 61% of them (the search's own choice
+    agrees with no fixed order that often), so the labels follow one visible rule wherever it is right.
+    ValueError when the texts are malformed."""
+    words, top = dict(column_words(standing)), dict(column_words(tops))
+    if list(words) != list(top):
+        raise ValueError(f"standing {standing!r} and tops {tops!r} name different columns")
+    columns = list(words)
+    moves = [
+        MoveBlock(top[source], target)
+        for source in columns
+        for target in columns
+        if words[target] not in (FINAL, DIRTY) and top[source] == words[target] and source != target
+    ]
+
+    def preference(target: str) -> int:
+        empty = top[target] == EMPTY_PLACE
+        if words[target] == FINAL:
+            return 0 if empty else 1
+        return 2 if words[target] == DIRTY else 3 if empty else 4
+
+    for source in reversed(columns):
+        if words[source] == DIRTY and top[source] != EMPTY_PLACE:
+            targets = sorted((column for column in columns if column != source), key=preference)
+            moves += [MoveBlock(top[source], target) for target in targets]
+    return moves

@@ -4,7 +4,10 @@ Each sample is one call at one query point of a ViPlan-like episode of a random 
 states ``dreamvlx data viplan`` plays, labelled with constructive-first optimal moves), in the LLaVA format
 the trainer reads. Formats (``FORMATS``):
 
-- the five calls: ``read`` (image -> scene), ``places``, ``standing``, ``tops``, ``move``;
+- the five calls: ``read`` (image -> scene), ``places``, ``standing``, ``tops``, ``move``; ``move`` is
+  labelled with the shortest move that its prompt's own order ranks first (``move_label``), and
+  ``move-search``, the same prompt, with the shortest plan's first move (constructive first), as the
+  shipped model's multitask stage learned it first (``chain.ranked_moves`` says why ``move`` replaced it);
 - two copies that open the curriculum of ``experiments/demo_model/train_decomposed.sh`` before ``places``:
   ``goal`` (``Goal: c1: r - - | ...`` -> the same layout) and ``goal-paired`` (the places prompt -> the goal's
   layout out of it), the letter copy the comparison needs, asked at every place.
@@ -33,12 +36,13 @@ from dreamvlx.envs.blocksworld.datagen import (
     play_episode,
     sample_problem,
 )
+from dreamvlx.envs.blocksworld.planner import find_plan
 from dreamvlx.envs.blocksworld.render import render_state
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing, plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
 from dreamvlx.processing.conversation import IMAGE_PLACEHOLDER
 
-FORMATS = ("read", "places", "standing", "tops", "move", "goal", "goal-paired")
+FORMATS = ("read", "places", "standing", "tops", "move", "move-search", "goal", "goal-paired")
 SPLITS = ("simple", "medium", "hard")
 
 
@@ -56,6 +60,23 @@ def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, Epis
             yield problem, step
 
 
+def move_label(state: BlocksWorldState, goal: Sequence[Fact]) -> MoveBlock:
+    """The ``move`` call's label at ``state``: the first of ``chain.ranked_moves`` (of the true standing and
+    tops) that starts a shortest plan to ``goal``. It is the constructive-first label of ``move-search``
+    wherever a constructive move is shortest; elsewhere the shortest move the prompt's own order ranks
+    first (``chain.ranked_moves`` says why). ValueError when the goal holds or cannot be reached."""
+    shortest = find_plan(state, goal)
+    if not shortest:
+        raise ValueError(
+            f"no move to label at {state}: the goal {'holds' if shortest == [] else 'is unreachable'}"
+        )
+    for move in chain.ranked_moves(goal_standing(state, goal), chain.tops_reply(state)):
+        rest = find_plan(state.step(move)[0], goal)
+        if rest is not None and len(rest) == len(shortest) - 1:
+            return move
+    raise AssertionError(f"no ranked move of {state} starts a shortest plan")
+
+
 def goal_copy(state: BlocksWorldState, goal: Sequence[Fact]) -> str:
     """The goal's layout in the slots notation, ``c1: r - - | c2: - - -``: what the copy formats answer."""
     return chain.rows_text(chain.goal_rows(state, goal))
@@ -65,7 +86,8 @@ def conversation(
     state: BlocksWorldState, goal: Sequence[Fact], move: MoveBlock, fmt: str
 ) -> tuple[str | None, str, str]:
     """``(system, user, reply)`` of one sample of ``fmt`` at ``state`` (system None: the chat template's
-    default; the read call's user turn is the image placeholder alone)."""
+    default; the read call's user turn is the image placeholder alone). ``move``: the shortest plan's first
+    move there (the ``move-search`` label; the other formats ignore it)."""
     scene, wanted = chain.scene_rows(state), chain.goal_rows(state, goal)
     if fmt == "read":
         return chain.read_system(state.blocks), IMAGE_PLACEHOLDER, chain.read_reply(state)
@@ -76,9 +98,9 @@ def conversation(
         return None, chain.standing_prompt(goal_places(state, goal)), goal_standing(state, goal)
     if fmt == "tops":
         return None, chain.tops_prompt(chain.rows_text(scene)), chain.tops_reply(state)
-    if fmt == "move":
+    if fmt in ("move", "move-search"):
         prompt = chain.move_prompt(goal_standing(state, goal), chain.tops_reply(state))
-        return None, prompt, plan_reply([move])
+        return None, prompt, plan_reply([move_label(state, goal) if fmt == "move" else move])
     if fmt == "goal":
         return None, f"Goal: {goal_copy(state, goal)}", goal_copy(state, goal)
     if fmt == "goal-paired":

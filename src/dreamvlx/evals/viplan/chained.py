@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -290,11 +290,15 @@ def usable_move(episode: PlanningEpisode, reply: str) -> bool:
 
 
 def run_chained(
-    problems: Mapping[str, Sequence[Problem]], planner: ChainedPlanner, progress: bool = True
+    problems: Mapping[str, Sequence[Problem]],
+    planner: ChainedPlanner,
+    progress: bool = True,
+    before_step: Callable[[], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """ViPlan planning mode on every problem of every split (ViPlan's step budgets), each step's reply from
-    ``planner.plan``; each split's episodes in lockstep. Returns the episode records per split, in problem
-    order; each step of a record also holds its calls (``ChainStep.details``)."""
+    ``planner.plan`` (``before_step`` called before each); each split's episodes in lockstep. Returns the
+    episode records per split, in problem order; each step of a record also holds its calls
+    (``ChainStep.details``)."""
     records: dict[str, list[dict[str, Any]]] = {}
     for split, split_problems in problems.items():
         if split not in MAX_STEPS:
@@ -304,6 +308,8 @@ def run_chained(
         planner.start_split(split)
         with tqdm(total=len(episodes), desc=f"chained {split}", disable=not progress) as ended:
             while live := [episode for episode in episodes if not episode.done]:
+                if before_step is not None:
+                    before_step()
                 for episode, step in zip(live, planner.plan(live)):
                     read = read_messages(episode.env.state.blocks)
                     episode.take(read, step.reply, details=step.details())
@@ -313,17 +319,33 @@ def run_chained(
 
 
 _worker_planner: ChainedPlanner | None = None
+_busy_workers: Any = None  # a shared multiprocessing.Value: how many workers are running a split
 
 
-def _init_worker(model_dir: str, config: ChainConfig, threads: int) -> None:
-    global _worker_planner
-    torch.set_num_threads(threads)  # processes x threads = cores: oversubscribed BLAS threads thrash
+def _init_worker(model_dir: str, config: ChainConfig, threads: int, busy: Any) -> None:
+    global _worker_planner, _busy_workers
+    _busy_workers = busy
+    torch.set_num_threads(threads)
     _worker_planner = ChainedPlanner(model_dir, config)
+
+
+def _share_cores() -> None:
+    """Use the cores divided by the workers running a split (processes x threads = cores: oversubscribed
+    BLAS threads thrash; a worker left alone, the longest split's, takes the cores the others freed)."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, _busy_workers.value))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _run_split(job: tuple[str, Sequence[Problem], bool]) -> tuple[str, list[dict[str, Any]]]:
     split, problems, progress = job
-    return split, run_chained({split: problems}, _worker_planner, progress)[split]
+    with _busy_workers.get_lock():
+        _busy_workers.value += 1
+    try:
+        return split, run_chained({split: problems}, _worker_planner, progress, _share_cores)[split]
+    finally:
+        with _busy_workers.get_lock():
+            _busy_workers.value -= 1
 
 
 def evaluate_chained(
@@ -335,7 +357,7 @@ def evaluate_chained(
 ) -> dict[str, list[dict[str, Any]]]:
     """``run_chained`` with a planner loaded from ``model_dir``; ``workers`` > 1 runs the splits in that many
     spawned processes (longest budget first), each with its own planner and an equal share of the CPU
-    threads. Every split's sampled replies come from its own seeded stream (``ChainedPlanner.start_split``),
+    threads among the workers still running a split. Every split's sampled replies come from its own seeded stream (``ChainedPlanner.start_split``),
     so the records do not depend on ``workers``."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -345,7 +367,10 @@ def evaluate_chained(
     processes = min(workers, len(order))
     threads = max(1, (os.cpu_count() or 1) // processes)
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, initializer=_init_worker, initargs=(model_dir, config, threads)) as pool:
+    busy = context.Value("i", 0)
+    with context.Pool(
+        processes, initializer=_init_worker, initargs=(model_dir, config, threads, busy)
+    ) as pool:
         done = dict(pool.imap_unordered(_run_split, [(split, problems[split], progress) for split in order]))
         pool.close()  # workers end on their own (a terminated one leaks its progress bars' semaphores)
         pool.join()

@@ -84,10 +84,14 @@ class PlanningEpisode:
         in a row is never shortest: one move to the second column does as much, or none when it goes back).
         A caller may ask again when a reply names one of them."""
         failed = self._failed.get(self.env.state, set())
-        if not self.env.executed:
+        if self.last_moved is None:
             return frozenset(failed)
-        last = self.env.executed[-1].block
-        return frozenset(failed | {MoveBlock(last, column) for column in self.problem.columns})
+        return frozenset(failed | {MoveBlock(self.last_moved, column) for column in self.problem.columns})
+
+    @property
+    def last_moved(self) -> str | None:
+        """The block the last executed action moved; None before any was executed."""
+        return self.env.executed[-1].block if self.env.executed else None
 
     def messages(self) -> Messages:
         """The planning prompt for the current state: the goal and the JSON history so far."""
