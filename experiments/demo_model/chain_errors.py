@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dreamvlx.envs.blocksworld import chain
 from dreamvlx.envs.blocksworld.datagen import constructive_moves
-from dreamvlx.envs.blocksworld.planner import find_plan
+from dreamvlx.envs.blocksworld.planner import find_plan, starts_shortest_plan
 from dreamvlx.envs.blocksworld.problems import SPLITS, load_split
 from dreamvlx.envs.blocksworld.replies import goal_places, goal_standing, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
@@ -28,9 +28,8 @@ from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
 
 def shortest(state: BlocksWorldState, goal: tuple[Fact, ...], move: MoveBlock) -> bool:
     """Whether the legal ``move`` starts a shortest plan from ``state``."""
-    plan, (after, _) = find_plan(state, goal), state.step(move)
-    rest = find_plan(after, goal)
-    return plan is not None and rest is not None and len(rest) == len(plan) - 1
+    plan = find_plan(state, goal)
+    return plan is not None and starts_shortest_plan(state, goal, move, len(plan))
 
 
 def first_wrong(calls: dict, state: BlocksWorldState, goal: tuple[Fact, ...]) -> str:

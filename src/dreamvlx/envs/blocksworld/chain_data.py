@@ -36,14 +36,14 @@ from dreamvlx.envs.blocksworld.datagen import (
     play_episode,
     sample_problem,
 )
-from dreamvlx.envs.blocksworld.planner import find_plan
+from dreamvlx.envs.blocksworld.planner import find_plan, starts_shortest_plan
+from dreamvlx.envs.blocksworld.problems import SPLITS
 from dreamvlx.envs.blocksworld.render import render_state
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, goal_standing, plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
 from dreamvlx.processing.conversation import IMAGE_PLACEHOLDER
 
 FORMATS = ("read", "places", "standing", "tops", "move", "move-search", "goal", "goal-paired")
-SPLITS = ("simple", "medium", "hard")
 
 
 def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, EpisodeStep]]:
@@ -71,8 +71,7 @@ def move_label(state: BlocksWorldState, goal: Sequence[Fact]) -> MoveBlock:
             f"no move to label at {state}: the goal {'holds' if shortest == [] else 'is unreachable'}"
         )
     for move in chain.ranked_moves(goal_standing(state, goal), chain.tops_reply(state)):
-        rest = find_plan(state.step(move)[0], goal)
-        if rest is not None and len(rest) == len(shortest) - 1:
+        if starts_shortest_plan(state, goal, move, len(shortest)):
             return move
     raise AssertionError(f"no ranked move of {state} starts a shortest plan")
 

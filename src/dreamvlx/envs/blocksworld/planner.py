@@ -175,6 +175,15 @@ def find_plan(
     return None
 
 
+def starts_shortest_plan(
+    state: BlocksWorldState, goal: Sequence[Fact], move: MoveBlock, shortest: int
+) -> bool:
+    """Whether the legal ``move`` leaves ``state`` one step nearer ``goal``: a plan from its result is
+    ``shortest - 1`` long (``shortest``: the length of ``find_plan(state, goal)``)."""
+    rest = find_plan(state.step(move)[0], goal)
+    return rest is not None and len(rest) == shortest - 1
+
+
 def _unwind(parents: dict, state: _Packed, encoding: _Encoding) -> list[MoveBlock]:
     plan: list[MoveBlock] = []
     while parents[state] is not None:
