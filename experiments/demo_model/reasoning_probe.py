@@ -74,6 +74,7 @@ import argparse
 import json
 import re
 import string
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -87,6 +88,8 @@ from dreamvlx.envs.blocksworld.chain import (
     goal_rows,
     move_prompt,
     parse_scene,
+    places_of,
+    places_prompt,
     read_reply,
     read_system,
     scene_rows,
@@ -97,11 +100,12 @@ from dreamvlx.envs.blocksworld.chain import (
 )
 from dreamvlx.envs.blocksworld.chain_data import mix_data, move_label, parse_part, query_points
 from dreamvlx.envs.blocksworld.datagen import (
+    GeneratedProblem,
     constructive_moves,
     read_dataset,
 )
 from dreamvlx.envs.blocksworld.planner import find_plan
-from dreamvlx.envs.blocksworld.problems import load_split
+from dreamvlx.envs.blocksworld.problems import SPLITS, Problem, load_split
 from dreamvlx.envs.blocksworld.prompts import goal_layout, goal_text, layout_text
 from dreamvlx.envs.blocksworld.replies import (
     STANDING_SEPARATOR,
@@ -168,7 +172,6 @@ PLACE_KEYS = string.ascii_uppercase
 FIXED_SLOTS = 6
 """Places per column in ``places-fixed``: the most blocks of any split, so every problem has the same layout."""
 FORMATS = PLAN_FORMATS + STEP_FORMATS
-SPLITS = ("simple", "medium", "hard")
 
 
 def sections(state: BlocksWorldState, goal: tuple[Fact, ...], reply_format: str) -> list[str]:
@@ -354,6 +357,74 @@ def score_reading(model_dir: str, states: int, seed: int, steps: int, batch: int
                 }
             )
     return dict(sorted(rates(marks).items()))
+
+
+def place_word_kinds(state: BlocksWorldState, goal: tuple[Fact, ...]) -> list[str]:
+    """The kind of each word of the places reply (``goal_places``), place by place in reply order:
+    ``agree`` (``-``), ``no, goal empty`` / ``no, goal another block`` (a block the goal does not want, where
+    the goal wants no block / another block) and ``copy`` (the goal's letter, the place empty)."""
+    kinds = []
+    for (_, here), (_, wanted) in zip(scene_rows(state), goal_rows(state, goal)):
+        for scene_place, goal_place in zip(here, wanted):
+            if scene_place == goal_place:
+                kinds.append("agree")
+            elif scene_place == chain.EMPTY_PLACE:
+                kinds.append("copy")
+            else:
+                empty = goal_place == chain.EMPTY_PLACE
+                kinds.append(f"no, goal {'empty' if empty else 'another block'}")
+    return kinds
+
+
+def places_marks(
+    planner: ChainedPlanner,
+    queries: list[tuple[BlocksWorldState, tuple[Fact, ...], Problem | GeneratedProblem]],
+    batch: int,
+) -> dict[str, float | int]:
+    """The places call with the true scene and goal on ``queries`` (state, goal, the problem that fixes the
+    canvas), greedy, as the chained planner asks it: the comparison exactly right (``exact``), and the
+    share of each kind of word right (``place_word_kinds``; a reply whose layout does not parse has every
+    word wrong), with ``states``: how many."""
+    tokenizer, margin = planner.processor.tokenizer, planner.config.canvas_margin
+    exact, right, words = 0, Counter(), Counter()
+    for start in range(0, len(queries), batch):
+        chunk = queries[start : start + batch]
+        prompts = [places_prompt(scene_rows(state), goal_rows(state, goal)) for state, goal, _ in chunk]
+        canvas = max(problem_canvases(problem, tokenizer, margin)["places"] for _, _, problem in chunk)
+        replies = planner.ask("places", [text_messages(prompt) for prompt in prompts], canvas=canvas)
+        for (state, goal, _), reply in zip(chunk, replies):
+            truth, said = goal_places(state, goal), places_of(reply)
+            exact += said == truth
+            wanted = [word for _, places in text_rows(truth) for word in places]
+            try:
+                given = [word for _, places in text_rows(said) for word in places]
+            except ValueError:
+                given = []
+            for kind, want, got in zip(place_word_kinds(state, goal), wanted, given + [""] * len(wanted)):
+                words[kind] += 1
+                right[kind] += want == got
+    shares = {kind: round(right[kind] / words[kind], 3) for kind in sorted(words)}
+    return {"states": len(queries), "exact": round(exact / len(queries), 3), **shares}
+
+
+def score_placing(model_dir: str, states: int, seed: int, steps: int, batch: int) -> dict[str, dict]:
+    """The places call (``places_marks``) per split on ``states`` held-out states of that split
+    (``query_points``) and on every state of a shortest plan of each benchmark problem, from its initial
+    state (the states a planner that makes no mistake meets)."""
+    planner = ChainedPlanner(model_dir, ChainConfig(steps=steps))
+    report: dict[str, dict] = {"held_out": {}, "benchmark_shortest_plans": {}}
+    for split in tqdm(SPLITS, desc="places per split"):
+        points = query_points(states, seed, splits=[split])
+        held = [(step.state, problem.goal, problem) for problem, step in points]
+        report["held_out"][split] = places_marks(planner, held, batch)
+        benchmark = []
+        for problem in load_split(split):
+            state = problem.initial_state
+            for move in find_plan(state, problem.goal):
+                benchmark.append((state, problem.goal, problem))
+                state, _ = state.step(move)
+        report["benchmark_shortest_plans"][split] = places_marks(planner, benchmark, batch)
+    return report
 
 
 def score_moving(
@@ -819,6 +890,12 @@ def check_retry_arguments(
 CALL_EVALS = {
     "read-eval": ("read", score_reading, 200, "score the read call on held-out rendered states"),
     "move-eval": ("move", score_moving, 400, "score the move call on held-out states, given true inputs"),
+    "places-eval": (
+        "places",
+        score_placing,
+        200,
+        "score the places call per split on held-out states and the benchmark's shortest plans, given true inputs",
+    ),
 }
 """Subcommands scoring one call of the chained planner: the report's key, the scorer, default states, help."""
 

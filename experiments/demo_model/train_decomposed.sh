@@ -6,7 +6,8 @@
 #   bash experiments/demo_model/train_decomposed.sh steps      # tops-only 2,000, standing-from-places 2,000, move-from-tops 2,000, each from v2
 #   bash experiments/demo_model/train_decomposed.sh multitask  # one model for every step: from dec-places (5,000), then from dec-places-more2 (5,000)
 #   bash experiments/demo_model/train_decomposed.sh read       # dec-multitask2 learns to read the image (12,000 of batch 16)
-#   bash experiments/demo_model/train_decomposed.sh move-ranked  # the shipped model: dec-read learns the move labels of chain_data.move_label (6,000 of batch 16)
+#   bash experiments/demo_model/train_decomposed.sh move-ranked  # dec-read learns the move labels of chain_data.move_label (6,000 of batch 16)
+#   bash experiments/demo_model/train_decomposed.sh simple-places  # dec-move-ranked learns the places of 3-block problems (4,000 of batch 16)
 #
 # (dreamvlx.train.chain_recipe runs the places lane, dec-multitask2 and dec-read as one curriculum; THREADS=2
 # for the read lane, which runs alone.)
@@ -16,7 +17,8 @@
 # gives the commands); its second stage starts from the places lane's last; for `read` data/read (`dreamvlx data
 # viplan --out data/read --samples 48000 --seed 21 --modes grounding --questions-per-image 1 --prompt-style slots
 # --cot`) and data/read-mix.json (`reasoning_probe.py read data/read data/read-scene.json`, then `mix` with the
-# first 36,000 samples of data/dec-multitask2.json); for `move-ranked` data/move-ranked-mix.json (README.md, finding 31).
+# first 36,000 samples of data/dec-multitask2.json); for `move-ranked` data/move-ranked-mix.json (README.md, finding 31),
+# for `simple-places` data/simple-places-mix.json (finding 33).
 # Environment knobs (for tests/demo/test_train_decomposed.py, which runs every lane in miniature): RUNS_DIR,
 # DATA_DIR, INIT (the weights the lanes start from), STEP_DIVISOR (every stage's steps divided by it),
 # BATCH, THREADS.
@@ -26,7 +28,7 @@
 # step's own length again (finding 19: in a mixture a step needs as many steps of its own data as alone); its
 # second version starts from the best places model and gives the places a third of the mixture (finding 26).
 set -euo pipefail
-lane=${1:?"lane: places, steps, multitask, read or move-ranked"}
+lane=${1:?"lane: places, steps, multitask, read, move-ranked or simple-places"}
 threads=${THREADS:-1}
 runs=${RUNS_DIR:-runs}
 data=${DATA_DIR:-data}
@@ -69,8 +71,11 @@ case $lane in
     move-ranked)
         stage dec-move-ranked "$data/move-ranked-mix.json" 6000 "$runs/dec-read/final" "$data/read" 16
         ;;
+    simple-places)
+        stage dec-simple-places "$data/simple-places-mix.json" 4000 "$runs/dec-move-ranked/final" "$data/read" 16
+        ;;
     *)
-        echo "unknown lane '$lane': places, steps, multitask, read or move-ranked" >&2
+        echo "unknown lane '$lane': places, steps, multitask, read, move-ranked or simple-places" >&2
         exit 2
         ;;
 esac

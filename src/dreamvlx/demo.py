@@ -18,7 +18,7 @@
 
 Why the chained planner: a 2.4 M-parameter model trained on a CPU does not learn to go from image and goal
 to the move in one reply, and learns each step of that reasoning when its evidence stands in its prompt
-(``experiments/demo_model/README.md``, findings 1-29).
+(``experiments/demo_model/README.md``, findings 1-33).
 
 The single-call data format (:func:`demo_episode_config`; the demo model until 2026-12-07), chosen for a small
 model trained from scratch on a CPU:

@@ -165,6 +165,47 @@ def test_scores_are_rates_of_the_right_sections(probe, reply_format: str, staged
     assert all(0.0 <= value <= 1.0 for value in [*states.values(), *forced.values()])
 
 
+class _Answering:
+    """A chained planner whose places call answers ``answer(true comparison)``, to check the scoring."""
+
+    def __init__(self, planner, truths: dict[str, str], answer) -> None:
+        self.processor, self.config, self.truths, self.answer = (
+            planner.processor,
+            planner.config,
+            truths,
+            answer,
+        )
+
+    def ask(self, call: str, messages, canvas: int) -> list[str]:
+        assert call == "places" and canvas > 0
+        return [self.answer(self.truths[turns[-1]["content"]]) for turns in messages]
+
+
+def test_places_scores_count_each_kind_of_word(probe) -> None:
+    planner = probe.ChainedPlanner(str(shipped_model_dir()), probe.ChainConfig(steps=2))
+    queries = [(step.state, problem.goal, problem) for problem, step in probe.query_points(8, seed=5)]
+    truths = {}
+    for state, goal, _ in queries:
+        prompt = probe.places_prompt(probe.scene_rows(state), probe.goal_rows(state, goal))
+        truths[prompt] = goal_places(state, goal) + STANDING_SEPARATOR + goal_standing(state, goal)
+        words = [word for _, places in text_rows(goal_places(state, goal)) for word in places]
+        for kind, word in zip(probe.place_word_kinds(state, goal), words, strict=True):
+            assert (kind == "agree") == (word == "-") and (kind == "copy") == (word not in ("-", "no"))
+    kinds = {kind for state, goal, _ in queries for kind in probe.place_word_kinds(state, goal)}
+    assert kinds == {"agree", "copy", "no, goal empty", "no, goal another block"}
+
+    def marks(answer) -> dict:
+        return probe.places_marks(_Answering(planner, truths, answer), queries, batch=3)
+
+    assert marks(lambda truth: truth) == {"states": 8, "exact": 1.0, **dict.fromkeys(kinds, 1.0)}
+    assert marks(lambda truth: "no layout") == {"states": 8, "exact": 0.0, **dict.fromkeys(kinds, 0.0)}
+    every_no = marks(lambda truth: " ".join("no" if word == "-" else word for word in truth.split(" ")))
+    assert every_no["exact"] == 0.0 and every_no["agree"] == 0.0 and every_no["copy"] == 1.0
+    assert every_no["no, goal empty"] == every_no["no, goal another block"] == 1.0
+    real = probe.places_marks(planner, queries[:3], batch=3)  # the model's own replies: rates
+    assert real["states"] == 3 and all(0.0 <= value <= 1.0 for key, value in real.items() if key != "states")
+
+
 def test_paired_layouts_put_the_goal_beside_the_scene(probe) -> None:
     state = BlocksWorldState.from_columns({"c1": ["r", "g"], "c2": ["b"], "c3": []})
     goal = (("incolumn", "r", "c1"), ("incolumn", "b", "c3"), ("incolumn", "g", "c3"), ("on", "g", "b"))

@@ -34,8 +34,9 @@ EXPECTED = {
     "dec-multitask2": ("dec-multitask2.json", 10, "dec-places-more2"),
     "dec-read": ("read-mix.json", 24, "dec-multitask2"),
     "dec-move-ranked": ("move-ranked-mix.json", 12, "dec-read"),
+    "dec-simple-places": ("simple-places-mix.json", 8, "dec-move-ranked"),
 }
-IMAGE_RUNS = ("dec-read", "dec-move-ranked")
+IMAGE_RUNS = ("dec-read", "dec-move-ranked", "dec-simple-places")
 
 
 def test_the_src_curriculum_is_the_lanes_that_made_the_shipped_model() -> None:
@@ -72,6 +73,12 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
     probe.mix_data(
         data / "move-ranked-mix.json", [(data / "chain-move.json", None), (data / "read-scene.json", None)], 0
     )
+    write_call_data(data / "chain-places-simple.json", "places-simple", 8, seed=3, progress=False)
+    probe.mix_data(
+        data / "simple-places-mix.json",
+        [(data / "chain-places-simple.json", None), (data / "read-scene.json", None)],
+        0,
+    )
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -81,7 +88,7 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         "STEP_DIVISOR": "500",
         "BATCH": "4",
     }
-    for lane in ("places", "steps", "multitask", "read", "move-ranked"):
+    for lane in ("places", "steps", "multitask", "read", "move-ranked", "simple-places"):
         done = _lane(lane, env)
         assert done.returncode == 0, done.stderr[-2000:]
     for run, (json_name, steps, start) in EXPECTED.items():

@@ -120,6 +120,20 @@ def test_the_move_label_is_the_first_ranked_shortest_move() -> None:
         move_label(problem.initial_state, problem.initial_state.facts())
 
 
+def test_query_points_of_chosen_splits() -> None:
+    simple = list(query_points(40, seed=4, splits=["simple"]))
+    assert {problem.split for problem, _ in simple} == {"simple"}
+    assert {len(step.state.blocks) for _, step in simple} == {3}
+    mixed = list(query_points(60, seed=4))
+    assert {problem.split for problem, _ in mixed} == {"simple", "medium", "hard"}
+    # every split named, in order, is the default: the same points for the same seed
+    again = list(query_points(60, seed=4, splits=("simple", "medium", "hard")))
+    assert [(step.state, step.plan) for _, step in again] == [(step.state, step.plan) for _, step in mixed]
+    for bad in (["tiny"], []):
+        with pytest.raises(ValueError, match="choose one or more of simple, medium, hard"):
+            next(query_points(1, seed=4, splits=bad))
+
+
 def test_call_data_files_and_their_mix(tmp_path: Path) -> None:
     read = write_call_data(tmp_path / "read.json", "read", 5, seed=2, progress=False)
     rows = json.loads(read.read_text())
@@ -131,6 +145,18 @@ def test_call_data_files_and_their_mix(tmp_path: Path) -> None:
     )
     places = write_call_data(tmp_path / "places.json", "places", 6, seed=2, progress=False)
     assert "system" not in json.loads(places.read_text())[0]
+    simple = write_call_data(tmp_path / "places-simple.json", "places-simple", 6, seed=2, progress=False)
+    for row in json.loads(simple.read_text()):  # four columns of three places, in scene and goal
+        layout = row["conversations"][0]["value"].removeprefix("Scene = goal: ")
+        assert [len(column.split()) for column in layout.split(" | ")] == [8] * 4, layout
+    assert (
+        len(
+            json.loads(
+                mix_data(tmp_path / "places-mix.json", [(places, None), (simple, None)], 0).read_text()
+            )
+        )
+        == 12
+    )
     mixed = json.loads(mix_data(tmp_path / "mix.json", [(read, 3), (places, None)], seed=0).read_text())
     assert len(mixed) == 9 and len({row["id"] for row in mixed}) == 9
     copies = write_call_data(tmp_path / "goal-paired.json", "goal-paired", 6, seed=2, progress=False)

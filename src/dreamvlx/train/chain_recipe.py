@@ -15,7 +15,11 @@ blocksworld-tiny`` run (lr 1e-3, 2% warm-up, cosine, seed 1) from the previous s
 4. ``dec-read``: image -> scene (``read``), with the multitask data replayed (48,000 : 36,000 samples;
    12,000 steps of batch 16);
 5. ``dec-move-ranked``: the move call with the labels of ``chain_data.move_label`` (``move``), with read,
-   places, standing and tops replayed (40,000 : 16,000 : 12,000 : 8,000 : 4,000; 6,000 steps of batch 16).
+   places, standing and tops replayed (40,000 : 16,000 : 12,000 : 8,000 : 4,000; 6,000 steps of batch 16);
+6. ``dec-simple-places``: the places call on the simple split's problems (``places-simple``), with places of
+   every split, read, standing, tops and move replayed (20,000 : 12,000 : 16,000 : 6,000 : 4,000 : 16,000;
+   4,000 steps of batch 16). The shipped model's ``places-simple`` samples were drawn with seed 2 (this
+   recipe draws every text format with seed 1; the distributions are the same).
 
 The shipped model ran them from the v2 demo model (``experiments/demo_model/README.md``), a GPU-trained
 single-call model whose vision tower already read stack heights; ``run_curriculum`` starts from any
@@ -66,6 +70,19 @@ CURRICULUM: tuple[Stage, ...] = (
         6000,
         batch_size=16,
     ),
+    Stage(
+        "dec-simple-places",
+        (
+            ("places-simple", 20000),
+            ("places", 12000),
+            ("read", 16000),
+            ("standing", 6000),
+            ("tops", 4000),
+            ("move", 16000),
+        ),
+        4000,
+        batch_size=16,
+    ),
 )
 """The stages, named as the runs that made the shipped model (``experiments/demo_model/train_decomposed.sh``);
 a stage's name is never a format's, so a part names one or the other."""
@@ -73,6 +90,7 @@ a stage's name is never a format's, so a part names one or the other."""
 FORMAT_SAMPLES = {
     "read": 48000,
     **dict.fromkeys(("goal", "goal-paired", "places", "standing", "tops", "move", "move-search"), 40000),
+    "places-simple": 20000,
 }
 """Samples written per format (each stage takes the first ones it asks for)."""
 

@@ -8,6 +8,8 @@ the trainer reads. Formats (``FORMATS``):
   labelled with the shortest move that its prompt's own order ranks first (``move_label``), and
   ``move-search``, the same prompt, with the shortest plan's first move (constructive first), as the
   shipped model's multitask stage learned it first (``chain.ranked_moves`` says why ``move`` replaced it);
+- ``places-simple``: the places call at query points of the simple split's problems only (3 blocks, 4
+  columns), which a uniform draw of splits under-trains (``FORMAT_SPLITS``);
 - two copies that open the curriculum of ``experiments/demo_model/train_decomposed.sh`` before ``places``:
   ``goal`` (``Goal: c1: r - - | ...`` -> the same layout) and ``goal-paired`` (the places prompt -> the goal's
   layout out of it), the letter copy the comparison needs, asked at every place.
@@ -43,18 +45,39 @@ from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, goal_places, g
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, Fact, MoveBlock
 from dreamvlx.processing.conversation import IMAGE_PLACEHOLDER
 
-FORMATS = ("read", "places", "standing", "tops", "move", "move-search", "goal", "goal-paired")
+FORMATS = (
+    "read",
+    "places",
+    "places-simple",
+    "standing",
+    "tops",
+    "move",
+    "move-search",
+    "goal",
+    "goal-paired",
+)
+FORMAT_SPLITS: dict[str, tuple[str, ...]] = {"places-simple": ("simple",)}
+"""The splits whose problems a format's query points come from, where not every split. Why
+``places-simple``: simple problems' episodes are the shortest, so a uniform draw of splits gives them a
+fifth of the query points, and the places call learned on that mixture compared the simple benchmark's
+states exactly in 0.76 of them against 0.98 for medium (``experiments/demo_model/README.md``, finding 33)."""
 
 
-def query_points(count: int, seed: int) -> Iterator[tuple[GeneratedProblem, EpisodeStep]]:
+def query_points(
+    count: int, seed: int, splits: Sequence[str] = SPLITS
+) -> Iterator[tuple[GeneratedProblem, EpisodeStep]]:
     """``count`` query points of ViPlan-like episodes of random non-benchmark problems (constructive-first
     optimal labels), played as ``dreamvlx data viplan`` plays them, reproducibly from ``seed``; the split of
-    each problem is drawn uniformly."""
+    each problem is drawn uniformly from ``splits`` (with every split, as before the argument existed: the
+    same points for the same seed). ValueError: an unknown or no split."""
+    unknown = [split for split in splits if split not in SPLIT_SPECS]
+    if unknown or not splits:
+        raise ValueError(f"query points: splits {list(splits)}; choose one or more of {', '.join(SPLITS)}")
     rng = np.random.default_rng(seed)
     config = EpisodeConfig(plan_horizon=1, prompt_style="slots")
     made = 0
     while made < count:
-        problem = sample_problem(rng, SPLIT_SPECS[SPLITS[int(rng.integers(len(SPLITS)))]])
+        problem = sample_problem(rng, SPLIT_SPECS[splits[int(rng.integers(len(splits)))]])
         for step in play_episode(problem, rng, config)[: count - made]:
             made += 1
             yield problem, step
@@ -90,7 +113,7 @@ def conversation(
     scene, wanted = chain.scene_rows(state), chain.goal_rows(state, goal)
     if fmt == "read":
         return chain.read_system(state.blocks), IMAGE_PLACEHOLDER, chain.read_reply(state)
-    if fmt == "places":
+    if fmt in ("places", "places-simple"):
         reply = goal_places(state, goal) + STANDING_SEPARATOR + goal_standing(state, goal)
         return None, chain.places_prompt(scene, wanted), reply
     if fmt == "standing":
@@ -114,16 +137,17 @@ def _check_format(fmt: str) -> None:
 
 
 def write_call_data(out: Path, fmt: str, samples: int, seed: int, progress: bool = True) -> Path:
-    """Write ``samples`` samples of ``fmt`` (``query_points(samples, seed)``) to the JSON list ``out``; the
-    read call's images go to ``<out without suffix>-images/`` (paths relative to ``out``'s folder, which is
-    the trainer's ``--data.image_folder``). Returns ``out``."""
+    """Write ``samples`` samples of ``fmt`` (``query_points(samples, seed)``, of the format's splits:
+    ``FORMAT_SPLITS``) to the JSON list ``out``; the read call's images go to ``<out without
+    suffix>-images/`` (paths relative to ``out``'s folder, which is the trainer's ``--data.image_folder``).
+    Returns ``out``."""
     _check_format(fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     images = out.with_name(f"{out.stem}-images")
     if fmt == "read":
         images.mkdir(exist_ok=True)
     rows = []
-    points = query_points(samples, seed)
+    points = query_points(samples, seed, FORMAT_SPLITS.get(fmt, SPLITS))
     for problem, step in tqdm(points, total=samples, desc=f"chain data ({fmt})", disable=not progress):
         system, user, reply = conversation(step.state, problem.goal, step.plan[0], fmt)
         row: dict = {"id": f"{fmt}-{len(rows):06d}"}
