@@ -7,10 +7,11 @@
 #   bash experiments/demo_model/train_decomposed.sh multitask  # one model for every step: from dec-places (5,000), then from dec-places-more2 (5,000)
 #   bash experiments/demo_model/train_decomposed.sh read       # dec-multitask2 learns to read the image (12,000 of batch 16)
 #   bash experiments/demo_model/train_decomposed.sh move-ranked  # dec-read learns the move labels of chain_data.move_label (6,000 of batch 16)
-#   bash experiments/demo_model/train_decomposed.sh simple-places  # dec-move-ranked learns the places of 3-block problems (4,000 of batch 16)
+#   bash experiments/demo_model/train_decomposed.sh simple-places  # the shipped model: dec-move-ranked learns the places of 3-block problems (4,000 of batch 16)
+#   bash experiments/demo_model/train_decomposed.sh move-more  # dec-simple-places: more of the move call (4,000 of batch 16; not kept, finding 34)
 #
-# (dreamvlx.train.chain_recipe runs the places lane, dec-multitask2 and dec-read as one curriculum; THREADS=2
-# for the read lane, which runs alone.)
+# (dreamvlx.train.chain_recipe runs the places lane, dec-multitask2, dec-read, dec-move-ranked and
+# dec-simple-places as one curriculum; THREADS=2 for the image lanes, which run alone.)
 # Needs runs/v2-init (a copy of src/dreamvlx/assets/demo_model), data/probe-<format>.json made by
 # `reasoning_probe.py make data/probe-<format>.json --format <format> --samples 40000 --seed 1`, and for
 # `multitask` data/dec-multitask.json and data/dec-multitask2.json made by `reasoning_probe.py mix` (README.md
@@ -18,7 +19,7 @@
 # viplan --out data/read --samples 48000 --seed 21 --modes grounding --questions-per-image 1 --prompt-style slots
 # --cot`) and data/read-mix.json (`reasoning_probe.py read data/read data/read-scene.json`, then `mix` with the
 # first 36,000 samples of data/dec-multitask2.json); for `move-ranked` data/move-ranked-mix.json (README.md, finding 31),
-# for `simple-places` data/simple-places-mix.json (finding 33).
+# for `simple-places` data/simple-places-mix.json (finding 33), for `move-more` data/move-more-mix.json (finding 34).
 # Environment knobs (for tests/demo/test_train_decomposed.py, which runs every lane in miniature): RUNS_DIR,
 # DATA_DIR, INIT (the weights the lanes start from), STEP_DIVISOR (every stage's steps divided by it),
 # BATCH, THREADS.
@@ -28,7 +29,7 @@
 # step's own length again (finding 19: in a mixture a step needs as many steps of its own data as alone); its
 # second version starts from the best places model and gives the places a third of the mixture (finding 26).
 set -euo pipefail
-lane=${1:?"lane: places, steps, multitask, read, move-ranked or simple-places"}
+lane=${1:?"lane: places, steps, multitask, read, move-ranked, simple-places or move-more"}
 threads=${THREADS:-1}
 runs=${RUNS_DIR:-runs}
 data=${DATA_DIR:-data}
@@ -74,8 +75,11 @@ case $lane in
     simple-places)
         stage dec-simple-places "$data/simple-places-mix.json" 4000 "$runs/dec-move-ranked/final" "$data/read" 16
         ;;
+    move-more)
+        stage dec-move-more "$data/move-more-mix.json" 4000 "$runs/dec-simple-places/final" "$data/read" 16
+        ;;
     *)
-        echo "unknown lane '$lane': places, steps, multitask, read, move-ranked or simple-places" >&2
+        echo "unknown lane '$lane': places, steps, multitask, read, move-ranked, simple-places or move-more" >&2
         exit 2
         ;;
 esac

@@ -35,8 +35,9 @@ EXPECTED = {
     "dec-read": ("read-mix.json", 24, "dec-multitask2"),
     "dec-move-ranked": ("move-ranked-mix.json", 12, "dec-read"),
     "dec-simple-places": ("simple-places-mix.json", 8, "dec-move-ranked"),
+    "dec-move-more": ("move-more-mix.json", 8, "dec-simple-places"),
 }
-IMAGE_RUNS = ("dec-read", "dec-move-ranked", "dec-simple-places")
+IMAGE_RUNS = ("dec-read", "dec-move-ranked", "dec-simple-places", "dec-move-more")
 
 
 def test_the_src_curriculum_is_the_lanes_that_made_the_shipped_model() -> None:
@@ -88,7 +89,10 @@ def test_every_lane_trains_its_stages_in_order_and_the_chain_is_scored(probe, tm
         "STEP_DIVISOR": "500",
         "BATCH": "4",
     }
-    for lane in ("places", "steps", "multitask", "read", "move-ranked", "simple-places"):
+    probe.mix_data(
+        data / "move-more-mix.json", [(data / "chain-move.json", None), (data / "read-scene.json", None)], 1
+    )
+    for lane in ("places", "steps", "multitask", "read", "move-ranked", "simple-places", "move-more"):
         done = _lane(lane, env)
         assert done.returncode == 0, done.stderr[-2000:]
     for run, (json_name, steps, start) in EXPECTED.items():
