@@ -60,7 +60,7 @@ FORMAT_SPLITS: dict[str, tuple[str, ...]] = {"places-simple": ("simple",)}
 """The splits whose problems a format's query points come from, where not every split. Why
 ``places-simple``: simple problems' episodes are the shortest, so a uniform draw of splits gives them a
 fifth of the query points, and the places call learned on that mixture compared the simple benchmark's
-states exactly in 0.76 of them against 0.98 for medium (``experiments/demo_model/README.md``, finding 33)."""
+states exactly in 0.725 of them against 0.979 for medium (``experiments/demo_model/README.md``, finding 33)."""
 
 
 def query_points(
