@@ -119,7 +119,6 @@ from dreamvlx.envs.blocksworld.state import BLOCK_COLORS, BlocksWorldState, Fact
 from dreamvlx.evals.viplan.chained import (
     ChainConfig,
     ChainedPlanner,
-    problem_canvases,
     read_messages,
     text_messages,
 )
@@ -337,13 +336,11 @@ def score_reading(model_dir: str, states: int, seed: int, steps: int, batch: int
     the share of its words right (``words``: column names, places and separators, by position), as rates."""
     planner = ChainedPlanner(model_dir, ChainConfig(steps=steps))
     points = list(query_points(states, seed))
-    tokenizer, margin = planner.processor.tokenizer, planner.config.canvas_margin
     marks = []
     for start in tqdm(range(0, len(points), batch), desc="read held-out states"):
         chunk = [step.state for _, step in points[start : start + batch]]
         messages = [read_messages(state.blocks) for state in chunk]
-        # fitted as the demo fits it (ChainConfig.fit_canvas)
-        canvas = max(problem_canvases(p, tokenizer, margin)["read"] for p, _ in points[start : start + batch])
+        canvas = planner.canvas("read", [p for p, _ in points[start : start + batch]])
         replies = planner.ask("read", messages, [planner.images(state) for state in chunk], canvas=canvas)
         for state, reply in zip(chunk, replies):
             truth = read_reply(state)
@@ -385,12 +382,11 @@ def places_marks(
     canvas), greedy, as the chained planner asks it: the comparison exactly right (``exact``), and the
     share of each kind of word right (``place_word_kinds``; a reply whose layout does not parse has every
     word wrong), with ``states``: how many."""
-    tokenizer, margin = planner.processor.tokenizer, planner.config.canvas_margin
     exact, right, words = 0, Counter(), Counter()
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]
         prompts = [places_prompt(scene_rows(state), goal_rows(state, goal)) for state, goal, _ in chunk]
-        canvas = max(problem_canvases(problem, tokenizer, margin)["places"] for _, _, problem in chunk)
+        canvas = planner.canvas("places", [problem for _, _, problem in chunk])
         replies = planner.ask("places", [text_messages(prompt) for prompt in prompts], canvas=canvas)
         for (state, goal, _), reply in zip(chunk, replies):
             truth, said = goal_places(state, goal), places_of(reply)
@@ -438,7 +434,6 @@ def score_moving(
     many)."""
     planner = ChainedPlanner(model_dir, ChainConfig(steps=steps))
     points = list(query_points(states, seed))
-    tokenizer, margin = planner.processor.tokenizer, planner.config.canvas_margin
     marks: dict[str, list[dict[str, bool]]] = {
         "all": [],
         "constructive_state": [],
@@ -449,7 +444,7 @@ def score_moving(
         prompts = [
             move_prompt(goal_standing(step.state, p.goal), tops_reply(step.state)) for p, step in chunk
         ]
-        canvas = max(problem_canvases(p, tokenizer, margin)["move"] for p, _ in chunk)
+        canvas = planner.canvas("move", [p for p, _ in chunk])
         replies = planner.ask("move", [text_messages(prompt) for prompt in prompts], canvas=canvas)
         for (problem, step), reply in zip(chunk, replies):
             state, move = step.state, parse_plan_reply(reply).named_move

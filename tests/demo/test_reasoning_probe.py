@@ -169,12 +169,7 @@ class _Answering:
     """A chained planner whose places call answers ``answer(true comparison)``, to check the scoring."""
 
     def __init__(self, planner, truths: dict[str, str], answer) -> None:
-        self.processor, self.config, self.truths, self.answer = (
-            planner.processor,
-            planner.config,
-            truths,
-            answer,
-        )
+        self.canvas, self.truths, self.answer = planner.canvas, truths, answer
 
     def ask(self, call: str, messages, canvas: int) -> list[str]:
         assert call == "places" and canvas > 0

@@ -9,7 +9,7 @@ the trainer reads. Formats (``FORMATS``):
   ``move-search``, the same prompt, with the shortest plan's first move (constructive first), as the
   shipped model's multitask stage learned it first (``chain.ranked_moves`` says why ``move`` replaced it);
 - ``places-simple``: the places call at query points of the simple split's problems only (3 blocks, 4
-  columns), which a uniform draw of splits under-trains (``FORMAT_SPLITS``);
+  columns), which a uniform draw of splits under-trains (``SPLIT_FORMATS``);
 - two copies that open the curriculum of ``experiments/demo_model/train_decomposed.sh`` before ``places``:
   ``goal`` (``Goal: c1: r - - | ...`` -> the same layout) and ``goal-paired`` (the places prompt -> the goal's
   layout out of it), the letter copy the comparison needs, asked at every place.
@@ -56,11 +56,17 @@ FORMATS = (
     "goal",
     "goal-paired",
 )
-FORMAT_SPLITS: dict[str, tuple[str, ...]] = {"places-simple": ("simple",)}
-"""The splits whose problems a format's query points come from, where not every split. Why
-``places-simple``: simple problems' episodes are the shortest, so a uniform draw of splits gives them a
+SPLIT_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {"places-simple": ("places", ("simple",))}
+"""Formats that are another format's samples at query points of some splits only: name -> (that format,
+the splits). Why ``places-simple``: simple problems' episodes are the shortest, so a uniform draw of splits gives them a
 fifth of the query points, and the places call learned on that mixture compared the simple benchmark's
 states exactly in 0.725 of them against 0.979 for medium (``experiments/demo_model/README.md``, finding 33)."""
+
+
+def format_source(fmt: str) -> tuple[str, tuple[str, ...]]:
+    """The format whose samples ``fmt`` holds and the splits its query points come from
+    (``SPLIT_FORMATS``; any other format: itself, every split)."""
+    return SPLIT_FORMATS.get(fmt, (fmt, SPLITS))
 
 
 def query_points(
@@ -110,10 +116,11 @@ def conversation(
     """``(system, user, reply)`` of one sample of ``fmt`` at ``state`` (system None: the chat template's
     default; the read call's user turn is the image placeholder alone). ``move``: the shortest plan's first
     move there (the ``move-search`` label; the other formats ignore it)."""
+    fmt, _splits = format_source(fmt)
     scene, wanted = chain.scene_rows(state), chain.goal_rows(state, goal)
     if fmt == "read":
         return chain.read_system(state.blocks), IMAGE_PLACEHOLDER, chain.read_reply(state)
-    if fmt in ("places", "places-simple"):
+    if fmt == "places":
         reply = goal_places(state, goal) + STANDING_SEPARATOR + goal_standing(state, goal)
         return None, chain.places_prompt(scene, wanted), reply
     if fmt == "standing":
@@ -138,7 +145,7 @@ def _check_format(fmt: str) -> None:
 
 def write_call_data(out: Path, fmt: str, samples: int, seed: int, progress: bool = True) -> Path:
     """Write ``samples`` samples of ``fmt`` (``query_points(samples, seed)``, of the format's splits:
-    ``FORMAT_SPLITS``) to the JSON list ``out``; the read call's images go to ``<out without
+    ``SPLIT_FORMATS``) to the JSON list ``out``; the read call's images go to ``<out without
     suffix>-images/`` (paths relative to ``out``'s folder, which is the trainer's ``--data.image_folder``).
     Returns ``out``."""
     _check_format(fmt)
@@ -147,7 +154,7 @@ def write_call_data(out: Path, fmt: str, samples: int, seed: int, progress: bool
     if fmt == "read":
         images.mkdir(exist_ok=True)
     rows = []
-    points = query_points(samples, seed, FORMAT_SPLITS.get(fmt, SPLITS))
+    points = query_points(samples, seed, format_source(fmt)[1])
     for problem, step in tqdm(points, total=samples, desc=f"chain data ({fmt})", disable=not progress):
         system, user, reply = conversation(step.state, problem.goal, step.plan[0], fmt)
         row: dict = {"id": f"{fmt}-{len(rows):06d}"}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -139,7 +139,7 @@ class ChainedPlanner:
                 f"{model_dir} is a causal (AR) checkpoint; the chained planner decodes by diffusion"
             )
         self.images = render_state  # state -> what the read call sees (RGB, ViPlan's frame in our renderer)
-        self._canvases: dict[str, dict[str, int]] = {}
+        self._canvases: dict[tuple, dict[str, int]] = {}  # (initial state, goal) -> canvases
         self.generator = torch.Generator(device=self.model.device).manual_seed(self.config.seed)
 
     def ask(
@@ -184,16 +184,21 @@ class ChainedPlanner:
                     steps[k] = output.steps[position].tolist()
         return (replies, tokens, steps) if history else replies
 
-    def canvases(self, problem: Problem) -> dict[str, int]:
-        """Each call's canvas for ``problem`` (``ChainConfig``)."""
+    def canvases(self, problem: Problem | GeneratedProblem) -> dict[str, int]:
+        """Each call's canvas for ``problem`` (``ChainConfig``), a benchmark problem or a generated one."""
         if not self.config.fit_canvas:
             return dict(self.config.canvases)
-        if problem.name not in self._canvases:
+        key = (problem.initial_state, problem.goal)
+        if key not in self._canvases:
             fitted = problem_canvases(problem, self.processor.tokenizer, self.config.canvas_margin)
-            self._canvases[problem.name] = {
+            self._canvases[key] = {
                 call: min(fitted[call], self.config.canvases[call]) for call in chain.CALLS
             }
-        return self._canvases[problem.name]
+        return self._canvases[key]
+
+    def canvas(self, call: str, problems: Iterable[Problem | GeneratedProblem]) -> int:
+        """The canvas of ``call`` for one batch of prompts of ``problems``: the largest of theirs."""
+        return max(self.canvases(problem)[call] for problem in problems)
 
     def start_split(self, split: str) -> None:
         """Seed the sampled replies' stream for ``split`` from the config's seed and the split's name."""
@@ -212,7 +217,7 @@ class ChainedPlanner:
         ) -> list[str]:
             """Ask ``name`` for the chains ``members`` (the read call: ``users`` are its system texts), keep
             each prompt and reply in its chain, return the replies."""
-            canvas = max(self.canvases(episodes[k].problem)[name] for k in members)
+            canvas = self.canvas(name, [episodes[k].problem for k in members])
             if name == "read":
                 messages = [read_messages(states[k].blocks) for k in members]
                 asked = self.ask(name, messages, [images[k] for k in members], temperatures, history, canvas)
