@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dreamvlx.envs.blocksworld.datagen import read_dataset
-from dreamvlx.envs.blocksworld.planner import find_plan
+from dreamvlx.envs.blocksworld.planner import find_plan, starts_shortest_plan
 from dreamvlx.envs.blocksworld.replies import STANDING_SEPARATOR, parse_plan_reply
 from dreamvlx.envs.blocksworld.state import BlocksWorldState, MoveBlock
 from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text
@@ -80,17 +80,17 @@ def _reply_prefix(tokenizer, answer: str, sections: int = 1) -> list[int]:
 
 
 def move_quality(state: BlocksWorldState, goal: list, reply: str, optimal_length: int) -> dict[str, bool]:
+    """Whether the reply's move is legal in ``state`` and starts a shortest plan to ``goal``
+    (``optimal_length``: the length of ``find_plan(state, goal)``)."""
     parsed = parse_plan_reply(reply)
     if parsed.status != "ok" or parsed.block is None or parsed.column is None:
         return {"legal": False, "optimal": False}
     action = MoveBlock(parsed.block, parsed.column)
     if parsed.block not in state.blocks or parsed.column not in state.column_names:
         return {"legal": False, "optimal": False}
-    after, result = state.step(action)
-    if not result.success:
+    if not state.step(action)[1].success:
         return {"legal": False, "optimal": False}
-    remaining = find_plan(after, goal)
-    return {"legal": True, "optimal": remaining is not None and len(remaining) == optimal_length - 1}
+    return {"legal": True, "optimal": starts_shortest_plan(state, goal, action, optimal_length)}
 
 
 def rates(marks: list[dict[str, bool | float]]) -> dict[str, float]:

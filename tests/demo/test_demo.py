@@ -124,6 +124,12 @@ def test_chained_demo_train_runs_the_whole_curriculum_at_a_small_scale(tmp_path:
     assert main([*argv, "--steps", "1", "--report-episodes", "0", "--rereads", "0", "--redraws", "0"]) == 0
     for stage in CURRICULUM:
         assert (out / "train" / stage.name / "final" / "model.safetensors").is_file(), stage.name
+    record = json.loads((out / "train" / "curriculum.json").read_text())
+    assert [(s["name"], s["steps"], s["finished"]) for s in record["stages"]] == [
+        (stage.name, max(1, stage.steps // 4000), True) for stage in CURRICULUM
+    ]
+    assert all(s["last_loss"] > 0 for s in record["stages"])
+    assert (out / "train" / "curriculum_loss.png").stat().st_size > 0
     summary = json.loads((out / "eval" / "summary.json").read_text())
     assert summary["model"] == str(out / "train" / CURRICULUM[-1].name / "final")
 

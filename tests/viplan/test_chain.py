@@ -19,6 +19,7 @@ from dreamvlx.envs.blocksworld.chain_data import (
     move_label,
     query_points,
     write_call_data,
+    write_rows,
 )
 from dreamvlx.envs.blocksworld.datagen import constructive_first_plan, constructive_moves
 from dreamvlx.envs.blocksworld.planner import find_plan
@@ -164,6 +165,22 @@ def test_call_data_files_and_their_mix(tmp_path: Path) -> None:
         mix_data(tmp_path / "bad.json", [(places, None), (copies, None)], seed=0)
     with pytest.raises(ValueError, match="holds 6 samples, 7 were asked"):
         mix_data(tmp_path / "bad.json", [(places, 7)], seed=0)
+
+
+def test_a_data_file_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    out = write_rows(tmp_path / "rows.json", [{"id": "a"}])
+    assert json.loads(out.read_text()) == [{"id": "a"}]
+
+    def killed(*args: object) -> None:  # the process dies after writing, before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dreamvlx.envs.blocksworld.chain_data.os.replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_rows(tmp_path / "new.json", [{"id": "b"}])
+    with pytest.raises(KeyboardInterrupt):
+        write_rows(out, [{"id": "c"}])
+    assert not (tmp_path / "new.json").exists()  # nothing a resumed curriculum would take for done
+    assert json.loads(out.read_text()) == [{"id": "a"}]  # the earlier file stands whole
 
 
 def bad_reading(state: BlocksWorldState, kind: str) -> str:

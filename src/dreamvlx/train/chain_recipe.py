@@ -97,7 +97,8 @@ FORMAT_SAMPLES = {
 
 def stage_data(data_dir: Path, stage: Stage, scale: int = 1) -> Path:
     """The training file of ``stage`` in ``data_dir`` (``<name>.json``), written with its parts unless it
-    exists; each format's samples are written once (``<format>.json``) and shared by the stages."""
+    exists; each format's samples are written once (``<format>.json``) and shared by the stages. Each file
+    is written whole or not at all (``chain_data.write_rows``), so one that exists is complete."""
     from dreamvlx.envs.blocksworld.chain_data import mix_data, write_call_data
 
     out = data_dir / f"{stage.name}.json"
@@ -140,8 +141,8 @@ def run_curriculum(
     stages: Sequence[Stage] = CURRICULUM,
 ) -> Path:
     """Run ``stages`` in order from the checkpoint ``init`` (data in ``out_dir/data``, stage ``s`` in
-    ``out_dir/<s.name>``); ``overrides`` (``--section.key value``) go to every stage. Returns the last stage's
-    ``final`` checkpoint."""
+    ``out_dir/<s.name>``); ``overrides`` (``--section.key value``) go to every stage. Writes the record of
+    ``write_curriculum_record`` at the end. Returns the last stage's ``final`` checkpoint."""
     from dreamvlx.settings import apply_overrides, parse_override_args
     from dreamvlx.train.cli import run
     from dreamvlx.train.presets import get_preset
@@ -174,4 +175,70 @@ def run_curriculum(
         if result.final_dir is None:
             raise RuntimeError(f"stage {stage.name} ended without a final checkpoint")
         previous = result.final_dir
+    write_curriculum_record(out_dir, stages)
     return previous
+
+
+def write_curriculum_record(out_dir: Path, stages: Sequence[Stage] = CURRICULUM) -> dict:
+    """``out_dir/curriculum.json`` and ``curriculum_loss.png``: each stage's training at a glance, for the
+    stages of ``stages`` that have metrics (a stopped curriculum gives a partial record).
+
+    Per stage: steps logged, the last logged loss and the mean of the last five records (each record is the
+    mean of ``--run.log_every`` steps), mean tokens/s, whether its ``final`` checkpoint exists, and its span
+    in seconds from ``train_config.json``'s write to ``metrics.jsonl``'s last write (wall time, including
+    any time stopped in between). The PNG draws every stage's loss on one axis of cumulative steps, a line
+    at each stage's start. Returns the record."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dreamvlx.train.metrics import loss_records
+
+    record: dict = {"stages": []}
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    offset = 0
+    for stage in stages:
+        run_dir = out_dir / stage.name
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        by_step = loss_records(metrics)
+        if not by_step:
+            continue
+        steps, records = list(by_step), list(by_step.values())
+        record["stages"].append(
+            {
+                "name": stage.name,
+                "steps": steps[-1],
+                "last_loss": round(records[-1]["loss"], 4),
+                "loss_last_5": round(sum(r["loss"] for r in records[-5:]) / len(records[-5:]), 4),
+                "tokens_per_s": round(sum(r.get("tokens_per_s", 0.0) for r in records) / len(records)),
+                "finished": (run_dir / "final" / "model.safetensors").is_file(),
+                "span_s": round(metrics.stat().st_mtime - (run_dir / "train_config.json").stat().st_mtime),
+            }
+        )
+        ax.plot([offset + s for s in steps], [r["loss"] for r in records], lw=1.1)
+        ax.axvline(offset, color="grey", lw=0.6, alpha=0.6)
+        ax.text(
+            offset,
+            1.0,
+            f" {stage.name}",
+            rotation=90,
+            va="top",
+            fontsize=7,
+            transform=ax.get_xaxis_transform(),
+        )
+        offset += steps[-1]
+    ax.set_xlabel("optimizer step, stages one after another")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(f"curriculum {out_dir}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curriculum_loss.png", dpi=120)
+    plt.close(fig)
+    (out_dir / "curriculum.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record

@@ -36,18 +36,22 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_loss(metrics_path: str | Path, png_path: str | Path, title: str = "training loss") -> None:
-    """Loss (and learning rate) against optimizer step, from ``metrics.jsonl``.
+def loss_records(metrics_path: str | Path) -> dict[int, dict[str, Any]]:
+    """The records of ``metrics.jsonl`` that hold a loss, by optimizer step, in step order. A resumed run
+    appends to the same file; when steps repeat, the last record of a step wins."""
+    by_step = {r["step"]: r for r in read_metrics(metrics_path) if "loss" in r}
+    return dict(sorted(by_step.items()))
 
-    A resumed run appends to the same file; when steps repeat, the last record of a step wins.
-    """
+
+def plot_loss(metrics_path: str | Path, png_path: str | Path, title: str = "training loss") -> None:
+    """Loss (and learning rate) against optimizer step, from ``metrics.jsonl`` (``loss_records``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_step = {r["step"]: r for r in read_metrics(metrics_path) if "loss" in r}
-    steps = sorted(by_step)
+    by_step = loss_records(metrics_path)
+    steps = list(by_step)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, [by_step[s]["loss"] for s in steps], lw=1.2, label="loss")
     ax.set_xlabel("optimizer step")

@@ -22,6 +22,7 @@ with earlier stages replayed).
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -166,8 +167,7 @@ def write_call_data(out: Path, fmt: str, samples: int, seed: int, progress: bool
             row["system"] = system
         row["conversations"] = [{"from": "human", "value": user}, {"from": "gpt", "value": reply}]
         rows.append(row)
-    out.write_text(json.dumps(rows))
-    return out
+    return write_rows(out, rows)
 
 
 def parse_part(text: str) -> tuple[Path, int | None]:
@@ -206,5 +206,14 @@ def mix_data(out: Path, parts: Sequence[tuple[Path, int | None]], seed: int) -> 
                 )
             rows.append({**sample, "id": f"{path.stem}-{index:06d}"})
     random.Random(seed).shuffle(rows)
-    out.write_text(json.dumps(rows))
+    return write_rows(out, rows)
+
+
+def write_rows(out: Path, rows: list[dict]) -> Path:
+    """Write the JSON list ``rows`` to ``out`` whole or not at all: into a temporary file beside it, then
+    renamed (``os.replace``), so a run killed while writing leaves no truncated file for a resumed
+    curriculum (``chain_recipe.stage_data`` keeps a data file that exists) to trust. Returns ``out``."""
+    partial = out.with_name(f"{out.name}.partial")
+    partial.write_text(json.dumps(rows))
+    os.replace(partial, out)
     return out
