@@ -209,6 +209,9 @@ def test_causal_checkpoint_decodes_autoregressively(
     ("extra", "message"),
     [
         (["--image", "missing.png"], "image file(s) not found: missing.png"),
+        (["--video", "missing.mp4"], "video file(s) not found: missing.mp4"),
+        (["--video", "{broken}"], "broken.mp4: cannot read video"),
+        (["--max-frames", "0"], "--max-frames must be at least 1"),
         (
             ["--prompt", "<image> vs <image>", "--image", "{image}"],
             "has 2 <image> placeholder(s) but 1 --image",
@@ -222,11 +225,14 @@ def test_causal_checkpoint_decodes_autoregressively(
 def test_errors_name_the_problem(
     diffusion_checkpoint: Path,
     images: list[str],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture,
     extra: list[str],
     message: str,
 ) -> None:
-    extra = [arg.replace("{image}", images[0]) for arg in extra]
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    extra = [arg.replace("{image}", images[0]).replace("{broken}", str(broken)) for arg in extra]
     argv = [
         "generate",
         "--model",
@@ -241,3 +247,40 @@ def test_errors_name_the_problem(
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_video_and_image_in_command_line_order(
+    diffusion_checkpoint: Path, images: list[str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--video`` then ``--image``: both at the front in that order; the video is the lmms-eval frame choice
+    (``--max-frames 3`` of 7 frames: 0, 3, 6), processed as one clip of grid t = 2 at ``<image>``."""
+    from dreamvlx.data.video import VideoEncoder, pick_video_codec
+    from dreamvlx.data.video_clips import read_frames
+    from dreamvlx.processing.image import Video
+
+    clip = tmp_path / "moving.mp4"
+    encoder = VideoEncoder(clip, 2, 84, 56, pick_video_codec())
+    frames = np.full((7, 56, 84, 3), 245, dtype=np.uint8)
+    for k in range(7):
+        frames[k, 8:48, 5 * k : 5 * k + 40] = (220, 30, 30)
+    encoder.append(frames)
+    encoder.close()
+    argv = ["--model", str(diffusion_checkpoint), "--prompt", "Where does it go?", "--video", str(clip)]
+    result = _run_json(capsys, [*argv, "--image", images[1], "--max-frames", "3", *GENERATION_ARGS])
+
+    model = DreamVL.from_pretrained(diffusion_checkpoint)
+    processor = DreamVLProcessor.from_pretrained(diffusion_checkpoint)
+    visuals = [Video(read_frames(clip, [0, 3, 6])), Image.open(images[1]).convert("RGB")]
+    batch = processor.image_processor(visuals)
+    assert batch.image_grid_thw[0, 0] == 2
+    counts = [processor.image_processor.num_image_tokens(g) for g in batch.image_grid_thw.tolist()]
+    turn = [{"from": "human", "value": "<image>\n<image>\nWhere does it go?"}]
+    ids = build_generation_prompt(turn, processor.tokenizer, counts)[None]
+    expected = model.diffusion_generate(
+        ids,
+        pixel_values=torch.as_tensor(batch.pixel_values),
+        image_grid_thw=torch.as_tensor(batch.image_grid_thw),
+        generator=torch.Generator().manual_seed(SEED),
+        **GENERATION,
+    )
+    assert result["token_ids"] == expected[0, ids.shape[1] :].tolist()

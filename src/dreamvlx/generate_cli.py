@@ -1,10 +1,12 @@
-"""``dreamvlx generate``: one reply of a DreamVL checkpoint to a text prompt and zero or more images.
+"""``dreamvlx generate``: one reply of a DreamVL checkpoint to a text prompt and zero or more images or videos.
 
 Prompt convention: the prompt becomes one user turn, rendered as dreamvlx renders its training data
-(``dreamvlx.inference.build_prompt_batch``; ``--system`` replaces the default system message). Without ``<image>``
-in the prompt, the ``--image`` files go before the text, each followed by a newline. With ``<image>``
-placeholders in the prompt, there must be exactly one per ``--image``, filled in order; as in LLaVA training, a
-prompt with a single ``<image>`` has it moved to the front, followed by a newline.
+(``dreamvlx.inference.build_prompt_batch``; ``--system`` replaces the default system message). ``--image`` and
+``--video`` files are taken in the order given. Without ``<image>`` in the prompt, they go before the text, each
+followed by a newline. With ``<image>`` placeholders in the prompt, there must be exactly one per file, filled in
+order; as in LLaVA training, a prompt with a single ``<image>`` has it moved to the front, followed by a newline.
+A video is read as lmms-eval reads one for Dream-VL: ``--max-frames`` (32) uniformly spaced frames, the last
+frame included (``dreamvlx.data.video_clips``), its features placed like an image's (LLaVA-OneVision).
 
 Decoding: masked diffusion (``diffusion_generate``) with its official argument names and effective defaults
 (``--max-new-tokens`` unset = 20 new tokens, 512 steps, ``origin``, temperature 1, top-p 1, top-k 50); causal
@@ -41,6 +43,16 @@ def _optional(kind: type) -> Any:
     return parse
 
 
+def _visual_file(kind: str) -> Any:
+    """argparse type: a path tagged with its kind, so ``--image`` and ``--video`` share one ordered list."""
+
+    def parse(text: str) -> tuple[str, str]:
+        return kind, text
+
+    parse.__name__ = kind
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = DiffusionGenerationConfig()
     parser = argparse.ArgumentParser(
@@ -53,7 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt", required=True, help=f"user text; may hold {IMAGE_PLACEHOLDER} placeholders"
     )
     parser.add_argument(
-        "--image", action="append", default=[], metavar="PATH", help="an image file (repeatable, in order)"
+        "--image",
+        action="append",
+        dest="visuals",
+        default=[],
+        type=_visual_file("image"),
+        metavar="PATH",
+        help="an image file (repeatable, in order with --video)",
+    )
+    parser.add_argument(
+        "--video",
+        action="append",
+        dest="visuals",
+        type=_visual_file("video"),
+        metavar="PATH",
+        help="a video file (repeatable, in order with --image)",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=32,
+        help="frames taken from each video (default: lmms-eval's %(default)s)",
     )
     parser.add_argument("--system", default=None, help="system message (default: the official one)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
@@ -99,20 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_messages(prompt: str, num_images: int, system: str | None) -> list[dict[str, Any]]:
-    """The chat messages of one query (see the module docstring for where the images go).
+def user_messages(prompt: str, kinds: list[str], system: str | None) -> list[dict[str, Any]]:
+    """The chat messages of one query with visual inputs of ``kinds`` (``"image"`` / ``"video"``, in order; see the
+    module docstring for where they go).
 
-    Raises ValueError when the prompt's ``<image>`` placeholders do not match ``num_images``.
+    Raises ValueError when the prompt's ``<image>`` placeholders do not match the number of inputs.
     """
     placeholders = prompt.count(IMAGE_PLACEHOLDER)
-    if placeholders and placeholders != num_images:
+    if placeholders and placeholders != len(kinds):
         raise ValueError(
-            f"the prompt has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but {num_images} --image "
-            f"file(s) were given; give one --image per placeholder, or no placeholder to put the images first"
+            f"the prompt has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but {len(kinds)} --image/--video "
+            f"file(s) were given; give one file per placeholder, or no placeholder to put them first"
         )
     content: str | list[dict[str, str]] = prompt
     if not placeholders:
-        content = [{"type": "image"}] * num_images + [{"type": "text", "text": prompt}]
+        content = [{"type": kind} for kind in kinds] + [{"type": "text", "text": prompt}]
     system_messages = [] if system is None else [{"role": "system", "content": system}]
     return [*system_messages, {"role": "user", "content": content}]
 
@@ -139,22 +172,29 @@ def main(argv: list[str]) -> int:
     }
     try:
         DiffusionGenerationConfig(**generation)  # the official checks, before any loading
-        messages = user_messages(args.prompt, len(args.image), args.system)
+        messages = user_messages(args.prompt, [kind for kind, _ in args.visuals], args.system)
+        if args.max_frames < 1:
+            raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
     except ValueError as err:
         parser.error(str(err))
-    missing = [path for path in args.image if not Path(path).is_file()]
-    if missing:
-        parser.error(f"image file(s) not found: {', '.join(missing)}")
+    for kind in ("image", "video"):
+        missing = [path for k, path in args.visuals if k == kind and not Path(path).is_file()]
+        if missing:
+            parser.error(f"{kind} file(s) not found: {', '.join(missing)}")
 
     import torch
     from PIL import Image
 
+    from dreamvlx.data.video_clips import load_video
     from dreamvlx.inference import build_prompt_batch, generate_tokens, load_dream_vl, reply_text, token_texts
 
     try:
-        images = [Image.open(path).convert("RGB") for path in args.image]
+        images = [
+            Image.open(path).convert("RGB") if kind == "image" else load_video(path, "eval", args.max_frames)
+            for kind, path in args.visuals
+        ]
         model, processor = load_dream_vl(args.model, args.dtype, args.device)
-    except OSError as err:  # unreadable image; missing checkpoint folder, Hub failure
+    except (OSError, ValueError) as err:  # unreadable image or video; missing checkpoint, Hub failure
         parser.error(str(err))
     inputs = build_prompt_batch(processor, [images], [messages], model.device)
     generator = None if args.seed is None else torch.Generator(device=model.device).manual_seed(args.seed)

@@ -4,8 +4,9 @@
 - :func:`build_prompt_batch`: chat messages and their images -> a left-padded prompt batch, rendered the way
   dreamvlx renders its training data (``chat_to_llava`` + ``build_generation_prompt``), not with the Hub chat
   template: an official checkpoint was trained on LLaVA-rendered data too. Each ``<image>`` placeholder (an
-  ``{"type": "image"}`` part, or the literal ``<image>`` in string content) becomes the pad tokens of the next
-  image of its query; a turn with exactly one image has it moved to its front, followed by ``"\\n"`` (LLaVA);
+  ``{"type": "image"}`` or ``{"type": "video"}`` part, or the literal ``<image>`` in string content) becomes the
+  pad tokens of the next image or video (:class:`~dreamvlx.processing.image.Video`) of its query, as
+  LLaVA-OneVision trains on videos; a turn with exactly one image has it moved to its front, followed by ``"\\n"`` (LLaVA);
 - :func:`generate_tokens`: masked-diffusion decoding (``DreamVL.diffusion_generate``) for bidirectional
   checkpoints, autoregressive decoding (``DreamVL.ar_generate``) for causal ones (the AR control), optionally with
   the step that produced each token;
@@ -29,7 +30,7 @@ from dreamvlx.diffusion.history import commit_steps
 from dreamvlx.modeling.checkpoint import resolve_checkpoint_dir
 from dreamvlx.modeling.dream_vl import DreamVL
 from dreamvlx.processing.conversation import build_generation_prompt, chat_to_llava, ends_of
-from dreamvlx.processing.image import ImageInput
+from dreamvlx.processing.image import VisualInput
 from dreamvlx.processing.processor import DreamVLProcessor
 from dreamvlx.processing.tokenizer import DreamTokenizer
 
@@ -58,7 +59,7 @@ def load_dream_vl(
 
 def build_prompt_batch(
     processor: DreamVLProcessor,
-    images: Sequence[Sequence[ImageInput]],
+    images: Sequence[Sequence[VisualInput]],
     messages_list: Sequence[Sequence[Mapping[str, Any]]],
     device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -66,7 +67,8 @@ def build_prompt_batch(
 
     Args:
         processor: the checkpoint's processor (image pipeline and tokenizer).
-        images: one sequence of images per query (possibly empty), in the order of its image placeholders.
+        images: one sequence of images and videos (``Video``) per query (possibly empty), in the order of its
+            placeholders.
         messages_list: B chat conversations (``role`` / ``content``, see :func:`chat_to_llava`), each ending
             with a user message.
         device: where the tensors go (default CPU).

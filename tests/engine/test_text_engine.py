@@ -57,6 +57,32 @@ def test_diffusion_generate_equals_the_models(text_model, prompts, alg) -> None:
     assert torch.equal(got, expected)
 
 
+def test_diffusion_generate_with_images_and_videos_equals_the_models(
+    text_model, engine_processor, observations
+) -> None:
+    """One prompt with a video (``<|video_pad|>``, two frames of the observation camera) and an image."""
+    images, instructions, _ = observations
+    text = render_chat(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "video"}, {"type": "image"}, {"type": "text", "text": instructions[0]}],
+            }
+        ],
+        add_generation_prompt=True,
+    )
+    video = [images[0][0], images[1][0], images[2][0]]  # odd count: the last frame is repeated
+    inputs = engine_processor(text=text, images=[images[0][0]], videos=[video])
+    assert inputs["video_grid_thw"][0, 0] == 2
+    options = {"max_new_tokens": NEW, "steps": 4, "temperature": 0.0, "alg": "maskgit_plus"}
+    expected = text_model.diffusion_generate(**inputs, **options)
+    engine = TextEngine(text_model, EngineConfig())
+    assert torch.equal(engine.diffusion_generate(**inputs, **options), expected)
+    without_video = {k: v for k, v in inputs.items() if k not in ("pixel_values_videos", "video_grid_thw")}
+    with pytest.raises(ValueError, match="video-pad tokens but no video pixel values"):
+        engine.diffusion_generate(**without_video, **options)
+
+
 def _first_step_confidence(model: DreamVL, prompts: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-model confidences / argmax tokens of the new positions on the all-mask canvas, [B, NEW] each."""
     ids = torch.nn.functional.pad(prompts["input_ids"], (0, NEW), value=model.config.mask_token_id)

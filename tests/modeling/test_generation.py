@@ -16,14 +16,21 @@ from dreamvlx.modeling.rope import mrope_cos_sin
 def greedy_by_recomputation(
     model: DreamVL, ids: torch.Tensor, mask: torch.Tensor, n: int, **images
 ) -> torch.Tensor:
-    """Reference AR decoding: a full forward over the whole sequence for every new token, no cache."""
+    """Reference AR decoding: a full forward over the whole sequence for every new token, no cache. Generated
+    tokens are text (even an image or video pad), as in ``ar_generate``."""
+    prompt_len = ids.shape[1]
     for _ in range(n):
         positions, _ = model.get_rope_index(ids, images.get("image_grid_thw"), mask)
         with torch.no_grad():
-            next_token = (
-                model(ids, attention_mask=mask, position_ids=positions, **images).logits[:, -1].argmax(-1)
+            embeds = torch.cat(
+                (
+                    model.embed_inputs(ids[:, :prompt_len], **images),
+                    model.model.embed_tokens(ids[:, prompt_len:]),
+                ),
+                dim=1,
             )
-        ids = torch.cat([ids, next_token[:, None]], dim=1)
+            logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits
+        ids = torch.cat([ids, logits[:, -1].argmax(-1)[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
     return ids
 
@@ -222,3 +229,64 @@ def test_ar_generate_reads_a_generated_image_pad_as_text(causal_model: DreamVL) 
     reference = by_recomputation(6)
     assert int(reference[0, ids.shape[1]]) == image
     assert torch.equal(model.ar_generate(ids, max_new_tokens=6, eos_token_id=-1), reference)
+
+
+# ---------------------------------------------------------------------------------------------- videos
+def video_prompt(config, n_tokens: int, vision_start: bool = False) -> torch.Tensor:
+    """[1, L]: text, an optional ``<|vision_start|>``, ``n_tokens`` video pads, text."""
+    start = [config.vision_start_token_id] if vision_start else []
+    return torch.cat(
+        [text_ids(3)[0], torch.tensor(start + [config.video_token_id] * n_tokens), text_ids(4, seed=1)[0]]
+    ).unsqueeze(0)
+
+
+def test_a_video_decodes_as_the_same_clip_given_as_an_image(
+    tiny_model: DreamVL, causal_model: DreamVL
+) -> None:
+    """Without ``<|vision_start|>`` (the chat template) positions are 1-D, so a clip at ``<|video_pad|>`` with
+    ``pixel_values_videos`` is the same input as the clip at ``<|image_pad|>`` with ``pixel_values`` (how
+    LLaVA-OneVision trains on videos): identical diffusion and AR generations."""
+    cfg = tiny_model.config
+    pixels, grid = make_images(cfg, [[4, 2, 4]])  # 4 temporal patches -> 8 tokens
+    as_video = video_prompt(cfg, 8)
+    as_image = as_video.masked_fill(as_video == cfg.video_token_id, cfg.image_token_id)
+    settings = {"max_new_tokens": 5, "steps": 5, "temperature": 0.0, "alg": "maskgit_plus"}
+    video_out = tiny_model.diffusion_generate(
+        as_video, pixel_values_videos=pixels, video_grid_thw=grid, **settings
+    )
+    image_out = tiny_model.diffusion_generate(as_image, pixel_values=pixels, image_grid_thw=grid, **settings)
+    assert torch.equal(video_out[:, as_video.shape[1] :], image_out[:, as_image.shape[1] :])
+    video_ar = causal_model.ar_generate(
+        as_video, pixel_values_videos=pixels, video_grid_thw=grid, max_new_tokens=4, eos_token_id=-1
+    )
+    image_ar = causal_model.ar_generate(
+        as_image, pixel_values=pixels, image_grid_thw=grid, max_new_tokens=4, eos_token_id=-1
+    )
+    assert torch.equal(video_ar[:, as_video.shape[1] :], image_ar[:, as_image.shape[1] :])
+
+
+def test_video_denoiser_uses_3d_positions_after_vision_start_and_guards_video_slots(
+    tiny_model: DreamVL,
+) -> None:
+    cfg = tiny_model.config
+    pixels, grid = make_images(cfg, [[2, 2, 4]])  # 4 tokens
+    canvas = torch.cat(
+        [video_prompt(cfg, 4, vision_start=True), torch.full((1, 3), cfg.mask_token_id)], dim=1
+    )
+    mask = torch.ones_like(canvas)
+    denoise = CachedEmbeddingDenoiser(tiny_model, None, None, pixels, grid)
+    positions, _ = tiny_model.get_rope_index(canvas, None, mask, grid)
+    assert not torch.equal(positions[0], positions[1])  # real M-RoPE: the rows differ on the video block
+    with torch.no_grad():
+        full = tiny_model(
+            canvas,
+            attention_mask=mask,
+            position_ids=positions,
+            pixel_values_videos=pixels,
+            video_grid_thw=grid,
+        ).logits
+        torch.testing.assert_close(denoise(canvas, mask), full, atol=1e-5, rtol=1e-5)
+        edited = canvas.clone()
+        edited[0, int((canvas[0] == cfg.video_token_id).nonzero()[0])] = 5
+        with pytest.raises(ValueError, match="video position"):
+            denoise(edited, mask)

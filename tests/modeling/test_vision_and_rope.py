@@ -77,6 +77,36 @@ def test_image_token_count_mismatch_is_a_clear_error(tiny_model: DreamVL) -> Non
         tiny_model(image_prompt(cfg, [4]))
 
 
+def test_video_features_are_scattered_at_video_pads_and_counts_are_checked(tiny_model: DreamVL) -> None:
+    cfg = tiny_model.config
+    image_pixels, image_grid = make_images(cfg, [[1, 2, 4]])  # 2 tokens
+    video_pixels, video_grid = make_images(cfg, [[2, 2, 4], [3, 2, 2]], seed=1)  # 4 + 3 tokens
+    ids = image_prompt(cfg, [4, 2, 3])
+    runs = (ids[0] == cfg.image_token_id).nonzero().squeeze(-1)
+    ids[0, runs[:4]] = cfg.video_token_id  # first run: video 0; second: the image; third: video 1
+    ids[0, runs[6:]] = cfg.video_token_id
+    video_slots = ids[0] == cfg.video_token_id
+    with torch.no_grad():
+        embeds = tiny_model.embed_inputs(ids, image_pixels, image_grid, video_pixels, video_grid)
+        torch.testing.assert_close(
+            embeds[0, video_slots], tiny_model.get_image_features(video_pixels, video_grid)
+        )
+        torch.testing.assert_close(
+            embeds[0, ids[0] == cfg.image_token_id], tiny_model.get_image_features(image_pixels, image_grid)
+        )
+    with pytest.raises(ValueError, match=r"hold 7 video-pad tokens but no pixel_values_videos"):
+        tiny_model(ids, pixel_values=image_pixels, image_grid_thw=image_grid)
+    six_pixels, six_grid = make_images(cfg, [[2, 2, 4], [2, 2, 2]])
+    with pytest.raises(ValueError, match=r"hold 7 video-pad tokens but the videos .* give 6 features"):
+        tiny_model(
+            ids,
+            pixel_values=image_pixels,
+            image_grid_thw=image_grid,
+            pixel_values_videos=six_pixels,
+            video_grid_thw=six_grid,
+        )
+
+
 def test_image_features_are_scattered_in_order(tiny_model: DreamVL) -> None:
     cfg = tiny_model.config
     pixels, grid = make_images(cfg, [[1, 4, 4], [1, 2, 4]])
@@ -136,8 +166,42 @@ def test_rope_index_errors_and_text_branch(tiny_model: DreamVL) -> None:
     with pytest.raises(ValueError, match="more images"):
         tiny_model.get_rope_index(ids, torch.zeros(0, 3, dtype=torch.long))
     ids[0, 2] = cfg.video_token_id
-    with pytest.raises(NotImplementedError, match="videos"):
+    with pytest.raises(ValueError, match="more videos"):
         tiny_model.get_rope_index(ids, torch.tensor([[1, 2, 2]]))
+
+
+def test_rope_index_of_a_video_block_is_3d_over_time() -> None:
+    """A ``<|vision_start|><|video_pad|>`` block of grid [2, 4, 4] (2 x 2 x 2 LLM tokens): temporal row counts
+    the temporal patches, then h and w as for an image; text after it continues from the block's max + 1."""
+    im_start, im_end, vs, ve, vid = 151644, 151645, 151652, 151653, 151656
+    ids = torch.tensor([[im_start, 872, 198, vs] + [vid] * 8 + [ve, im_end]])
+    positions, deltas = get_rope_index(
+        ids, None, None, spatial_merge_size=2, video_grid_thw=torch.tensor([[2, 4, 4]]), **SPEC_IDS
+    )
+    assert positions[0, 0].tolist() == [0, 1, 2, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 7]
+    assert positions[1, 0].tolist() == [0, 1, 2, 3, 4, 4, 5, 5, 4, 4, 5, 5, 6, 7]
+    assert positions[2, 0].tolist() == [0, 1, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5, 6, 7]
+    assert deltas.tolist() == [[-6]]
+
+
+def test_rope_index_takes_images_and_videos_in_order_with_running_indices() -> None:
+    """Sample 0: video then image; sample 1: image. Each kind has its own running index over the batch, so
+    sample 1 reads the second image grid; a pad run without ``<|vision_start|>`` stays 1-D."""
+    pad, vs, img, vid = 151643, 151652, 151655, 151656
+    first = [vs, vid, vid, 7, vs, img]  # video grid [2, 2, 2] -> 2 tokens; image grid [1, 2, 2] -> 1 token
+    second = [pad, 7, vs] + [img] * 4 + [img, img]  # image grid [1, 4, 4] -> 4 tokens, then 2 stray pads
+    ids = torch.tensor([first + [8] * 3, second])
+    mask = torch.tensor([[1] * 9, [0] + [1] * 8])
+    image_grids, video_grids = torch.tensor([[1, 2, 2], [1, 4, 4]]), torch.tensor([[2, 2, 2]])
+    positions, deltas = get_rope_index(
+        ids, image_grids, mask, spatial_merge_size=2, video_grid_thw=video_grids, **SPEC_IDS
+    )
+    assert positions[0, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert positions[1, 0].tolist() == [0, 1, 1, 3, 4, 5, 6, 7, 8]  # the video: t 1, 2 and h 1, 1
+    assert positions[0, 1].tolist() == [1, 0, 1, 2, 2, 2, 2, 4, 5]
+    assert positions[1, 1].tolist() == [1, 0, 1, 2, 2, 3, 3, 4, 5]
+    assert positions[2, 1].tolist() == [1, 0, 1, 2, 3, 2, 3, 4, 5]
+    assert deltas.tolist() == [[0], [-3]]
 
 
 def test_mrope_with_identical_rows_is_1d_rope() -> None:

@@ -39,5 +39,13 @@ def test_chat_to_llava_keeps_the_image_in_place_and_splits_off_the_system_text()
     assert chat_to_llava([{"role": "user", "content": "hi"}]) == (None, [{"from": "human", "value": "hi"}])
     with pytest.raises(ValueError, match="unknown role"):
         chat_to_llava([{"role": "tool", "content": "x"}])
+    video = [
+        {"type": "video"},
+        {"type": "text", "text": "What happens?"},
+    ]  # LLaVA-OneVision: a video at <image>
+    assert chat_to_llava([{"role": "user", "content": video}]) == (
+        None,
+        [{"from": "human", "value": "<image>\nWhat happens?"}],
+    )
     with pytest.raises(ValueError, match="unsupported content part"):
-        chat_to_llava([{"role": "user", "content": [{"type": "video"}]}])
+        chat_to_llava([{"role": "user", "content": [{"type": "audio"}]}])

@@ -1,4 +1,5 @@
-"""Datasets: robot episodes in the LeRobot v3.0 format (reader, writer, torch adapter), augmentation.
+"""Datasets: robot episodes in the LeRobot v3.0 format (reader, writer, torch adapter), augmentation,
+LLaVA conversations (``conversations``) and video clips for Dream-VL (``video_clips``).
 
 Names are imported lazily so that ``import dreamvlx.data.<module>`` does not pull in pyarrow, PyAV or
 torch for modules that do not need them.
@@ -19,6 +20,7 @@ _LAZY = {
     "AugmentConfig": "dreamvlx.data.augment",
     "augment_image": "dreamvlx.data.augment",
     "center_crop": "dreamvlx.data.augment",
+    "load_video": "dreamvlx.data.video_clips",
 }
 
 

@@ -2,7 +2,10 @@
 
 A dataset file is a JSON list (or JSON-lines file) of samples
 ``{"id": ..., "image": "rel/path.png" | [paths] | absent, "conversations": [{"from": "human", ...}, ...]}``
-(an optional ``"system"`` field replaces the default system message),
+(an optional ``"system"`` field replaces the default system message; a ``"video": "rel/clip.mp4"`` field
+instead of ``"image"`` gives a video sample, read from ``video_folder``: LLaVA-OneVision's frames, one per second
+or ``frames_upbound`` uniformly spaced ones (:func:`dreamvlx.data.video_clips.training_frame_indices`),
+processed as one video of grid ``t = frames / 2`` and inserted at the ``<image>`` placeholder, spec §5.1),
 or an index ``{"shards": ["shard-00000.json" | {"file": "shard-00000.json"}, ...]}`` whose shards are such
 lists (paths relative to the index; images relative to ``image_folder``). Images are read from ``image_folder``. Each sample becomes ``input_ids``/``labels`` [L] through
 :func:`dreamvlx.processing.conversation.build_training_sequence`, with every ``<image>`` expanded to its
@@ -25,7 +28,9 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from dreamvlx.data.video_clips import choose_frames, probe_video, read_frames
 from dreamvlx.processing.conversation import IGNORE_INDEX, IMAGE_PLACEHOLDER, build_training_sequence
+from dreamvlx.processing.image import Video, VisualInput
 from dreamvlx.processing.processor import DreamVLProcessor
 
 
@@ -63,8 +68,15 @@ def _image_paths(sample: dict[str, Any]) -> list[str]:
     return [image] if isinstance(image, str) else list(image)
 
 
+def _video_path(sample: dict[str, Any]) -> str | None:
+    video = sample.get("video")
+    if video is not None and not isinstance(video, str):
+        raise ValueError(f"'video' must be one file path, got {video!r}")
+    return video
+
+
 class ConversationDataset:
-    """Map-style dataset of tokenised LLaVA conversations with their images."""
+    """Map-style dataset of tokenised LLaVA conversations with their images or video."""
 
     def __init__(
         self,
@@ -73,10 +85,17 @@ class ConversationDataset:
         image_folder: str | Path = "",
         prompt_version: Literal["qwen_2_5", "plain"] = "qwen_2_5",
         max_length: int = 8192,
+        *,
+        video_folder: str | Path | None = None,
+        video_fps: float = 1.0,
+        frames_upbound: int = 10,
     ) -> None:
         self.samples = list(samples)
         self.processor = processor
         self.image_folder = Path(image_folder)
+        self.video_folder = self.image_folder if video_folder is None else Path(video_folder)
+        self.video_fps = video_fps
+        self.frames_upbound = frames_upbound
         self.prompt_version = prompt_version
         self.max_length = max_length
 
@@ -96,8 +115,29 @@ class ConversationDataset:
         except OSError as exc:
             raise ValueError(f"sample {self._sample_id(index)}: cannot read image {path}: {exc}") from None
 
+    def _video_frames(self, index: int) -> tuple[Path, list[int], tuple[int, int]] | None:
+        """The sample's video file, the frames taken from it and their ``(height, width)``; None without video."""
+        sample_id = self._sample_id(index)
+        try:
+            rel = _video_path(self.samples[index])
+            if rel is None:
+                return None
+            if "image" in self.samples[index]:
+                raise ValueError("has both 'image' and 'video'; give one of them")
+            path = self.video_folder / rel
+            info = probe_video(path)
+            frames = choose_frames(info, "train", self.frames_upbound, self.video_fps)
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"sample {sample_id}: {exc}") from None
+        return path, frames, (info.height, info.width)
+
     def image_token_counts(self, index: int) -> list[int]:
-        """LLM tokens of each image of sample ``index``, from the image headers only (no decoding)."""
+        """LLM tokens of each image (or of the video) of sample ``index``, from the file headers only (no decoding)."""
+        image_processor = self.processor.image_processor
+        video = self._video_frames(index)
+        if video is not None:
+            _, frames, (height, width) = video
+            return [image_processor.num_tokens(height, width, len(frames))]
         counts = []
         for rel in _image_paths(self.samples[index]):
             path = self.image_folder / rel
@@ -108,9 +148,19 @@ class ConversationDataset:
                 raise FileNotFoundError(
                     f"sample {self._sample_id(index)}: image {path} does not exist"
                 ) from None
-            h, w = self.processor.image_processor.target_size(height, width)
-            counts.append(self.processor.image_processor.num_image_tokens((1, h // 14, w // 14)))
+            counts.append(image_processor.num_tokens(height, width))
         return counts
+
+    def _visual_inputs(self, index: int) -> list[VisualInput]:
+        """The sample's images, or its video as one :class:`Video`, in placeholder order."""
+        video = self._video_frames(index)
+        if video is None:
+            return [self._open_image(rel, index) for rel in _image_paths(self.samples[index])]
+        path, frames, _ = video
+        try:
+            return [Video(read_frames(path, frames))]
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"sample {self._sample_id(index)}: {exc}") from None
 
     def lengths(self) -> list[int]:
         """Sequence length of every sample (tokenises the text; reads only image headers)."""
@@ -123,7 +173,7 @@ class ConversationDataset:
         if n_placeholders != len(counts):
             raise ValueError(
                 f"sample {self._sample_id(index)}: {n_placeholders} {IMAGE_PLACEHOLDER} placeholders "
-                f"but {len(counts)} images"
+                f"but {len(counts)} images (a video counts as one)"
             )
         try:
             return build_training_sequence(
@@ -133,7 +183,7 @@ class ConversationDataset:
             raise ValueError(f"sample {self._sample_id(index)}: {exc}") from None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        images = [self._open_image(rel, index) for rel in _image_paths(self.samples[index])]
+        images = self._visual_inputs(index)
         item: dict[str, Any] = {}
         counts: list[int] = []
         if images:

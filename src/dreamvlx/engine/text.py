@@ -50,16 +50,23 @@ class ThresholdGenerateOutput:
 class _EngineDenoiser:
     """``(x [B, L], attention_mask [B, L]) -> unshifted logits [B, L, V]`` for one generation (fixed canvas).
 
-    On the first call: the images go through the vision tower once, the image slots and the official position
-    ids (constant over the generation: the canvas only holds text) are fixed. Every call re-embeds the canvas
-    tokens and keeps the image features at the image slots."""
+    On the first call: the images and videos go through the vision tower once, the vision slots and the
+    official position ids (constant over the generation: the canvas only holds text) are fixed. Every call
+    re-embeds the canvas tokens and keeps the image and video features at the vision slots."""
 
     def __init__(
-        self, engine: TextEngine, pixel_values: torch.Tensor | None, image_grid_thw: torch.Tensor | None
+        self,
+        engine: TextEngine,
+        pixel_values: torch.Tensor | None,
+        image_grid_thw: torch.Tensor | None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> None:
         self.engine = engine
-        self.pixel_values = pixel_values
-        self.image_grid_thw = image_grid_thw
+        self.visual_inputs = {
+            "image": (pixel_values, image_grid_thw),
+            "video": (pixel_values_videos, video_grid_thw),
+        }
         self.image_embeds: torch.Tensor | None = None
         self.image_slots: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
@@ -67,13 +74,29 @@ class _EngineDenoiser:
 
     def _setup(self, x: torch.Tensor, attention_mask: torch.Tensor) -> None:
         model = self.engine.model
-        self.image_slots = x == model.config.image_token_id
         embeds = model.model.embed_tokens(x)
-        if self.pixel_values is not None:
-            features = self.engine.image_features(self.pixel_values, self.image_grid_thw)
-            embeds = scatter_image_features(embeds, self.image_slots, features)
+        self.image_slots = torch.zeros_like(x, dtype=torch.bool)
+        for kind, token_id in (
+            ("image", model.config.image_token_id),
+            ("video", model.config.video_token_id),
+        ):
+            pixels, grid = self.visual_inputs[kind]
+            slots = x == token_id
+            if pixels is None and bool(slots.any()):
+                raise ValueError(f"input_ids hold {kind}-pad tokens but no {kind} pixel values were given")
+            if pixels is not None:
+                features = self.engine.image_features(pixels, grid)
+                if int(slots.sum()) != features.shape[0]:
+                    raise ValueError(
+                        f"input_ids hold {int(slots.sum())} {kind}-pad tokens but the {kind}s give "
+                        f"{features.shape[0]} features"
+                    )
+                embeds = scatter_image_features(embeds, slots, features)
+                self.image_slots |= slots
         self.image_embeds = embeds
-        self.positions, _ = model.get_rope_index(x, self.image_grid_thw, attention_mask)
+        self.positions, _ = model.get_rope_index(
+            x, self.visual_inputs["image"][1], attention_mask, self.visual_inputs["video"][1]
+        )
         self.padded = bool((attention_mask == 0).any())
 
     def logits(self, x: torch.Tensor, attention_mask: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -124,12 +147,14 @@ class TextEngine(EngineBase):
         image_grid_thw: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         generation_config: DiffusionGenerationConfig | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
         **generation_kwargs: object,
     ) -> object:
         """``DreamVL.diffusion_generate`` on the engine (same arguments, defaults and outputs): the model's
         ``diffusion_generate_with`` around the engine's denoiser."""
         return self.model.diffusion_generate_with(
-            _EngineDenoiser(self, pixel_values, image_grid_thw),
+            _EngineDenoiser(self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw),
             input_ids,
             attention_mask,
             generator=generator,
@@ -152,6 +177,8 @@ class TextEngine(EngineBase):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         output_history: bool = False,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> ThresholdGenerateOutput:
         """Confidence-threshold parallel decoding of ``max_new_tokens`` positions after the prompt ``input_ids``
         [B, Lp] (left-pad batches; no mask token in the prompt). See the module docstring."""
@@ -169,7 +196,7 @@ class TextEngine(EngineBase):
             attention_mask = torch.ones_like(input_ids)
         x = torch.nn.functional.pad(input_ids, (0, max_new_tokens), value=mask_id)
         mask = torch.nn.functional.pad(attention_mask.long(), (0, max_new_tokens), value=1)
-        denoise = _EngineDenoiser(self, pixel_values, image_grid_thw)
+        denoise = _EngineDenoiser(self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw)
         rows = slice(prompt_len - 1, x.shape[1] - 1)  # row j - 1 predicts position j (Dream shift)
         commits, history = [], [] if output_history else None
         while bool((x[:, prompt_len:] == mask_id).any()):

@@ -111,25 +111,44 @@ class DreamVL(PretrainedMixin, nn.Module):
         input_ids: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings [B, L, D] with the projected image features written, in order of occurrence, at the
-        ``<|image_pad|>`` positions (row-major over the batch). Errors when the counts disagree."""
+        ``<|image_pad|>`` positions (row-major over the batch), and the video features likewise at the
+        ``<|video_pad|>`` positions (same vision tower and projector). Errors when the counts disagree."""
         embeds = self.model.embed_tokens(input_ids)
-        slots = input_ids == self.config.image_token_id
+        for kind, token_id, pixels, grid in (
+            ("image", self.config.image_token_id, pixel_values, image_grid_thw),
+            ("video", self.config.video_token_id, pixel_values_videos, video_grid_thw),
+        ):
+            embeds = self._scatter_visual_features(embeds, input_ids == token_id, kind, pixels, grid)
+        return embeds
+
+    def _scatter_visual_features(
+        self,
+        embeds: torch.Tensor,
+        slots: torch.Tensor,
+        kind: str,
+        pixels: torch.Tensor | None,
+        grid: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``embeds`` [B, L, D] with the features of ``pixels`` (``kind``: "image" or "video") at ``slots`` [B, L]."""
         n_slots = int(slots.sum())
-        if pixel_values is None:
-            if image_grid_thw is not None:
-                raise ValueError("image_grid_thw was given without pixel_values")
+        pixel_name = "pixel_values" if kind == "image" else "pixel_values_videos"
+        if pixels is None:
+            if grid is not None:
+                raise ValueError(f"{kind}_grid_thw was given without {pixel_name}")
             if n_slots:
-                raise ValueError(f"input_ids hold {n_slots} image-pad tokens but no pixel_values were given")
+                raise ValueError(f"input_ids hold {n_slots} {kind}-pad tokens but no {pixel_name} were given")
             return embeds
-        if image_grid_thw is None:
-            raise ValueError("pixel_values were given without image_grid_thw")
-        features = self.get_image_features(pixel_values, image_grid_thw)
+        if grid is None:
+            raise ValueError(f"{pixel_name} were given without {kind}_grid_thw")
+        features = self.get_image_features(pixels, grid)
         if n_slots != features.shape[0]:
             raise ValueError(
-                f"input_ids hold {n_slots} image-pad tokens (id {self.config.image_token_id}) but the images "
-                f"{image_grid_thw.tolist()} give {features.shape[0]} features; each image needs t*h*w/4 pad tokens"
+                f"input_ids hold {n_slots} {kind}-pad tokens but the {kind}s {grid.tolist()} give "
+                f"{features.shape[0]} features; each {kind} needs t*h*w/4 pad tokens"
             )
         return embeds.masked_scatter(slots.unsqueeze(-1).expand_as(embeds), features.to(embeds.dtype))
 
@@ -138,6 +157,7 @@ class DreamVL(PretrainedMixin, nn.Module):
         input_ids: torch.Tensor,
         image_grid_thw: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Official position ids ``[3, B, L]`` and ``rope_deltas`` [B, 1]; see :func:`rope.get_rope_index`."""
         cfg = self.config
@@ -149,6 +169,7 @@ class DreamVL(PretrainedMixin, nn.Module):
             video_token_id=cfg.video_token_id,
             vision_start_token_id=cfg.vision_start_token_id,
             spatial_merge_size=cfg.vision_config.spatial_merge_size,
+            video_grid_thw=video_grid_thw,
         )
 
     # ------------------------------------------------------------------ forward
@@ -163,8 +184,10 @@ class DreamVL(PretrainedMixin, nn.Module):
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
         output_hidden_states: bool = False,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> DreamVLOutput:
-        """One forward pass; give ``input_ids`` [B, L] (+ images) or ``inputs_embeds`` [B, L, D], not both.
+        """One forward pass; give ``input_ids`` [B, L] (+ images / videos) or ``inputs_embeds`` [B, L, D], not both.
 
         ``attention_mask`` [B, L_cached + L] (1 = token, 0 = padding). ``position_ids`` [B, L] or [3, B, L];
         when omitted they are ``arange`` (the official fallback, which ignores padding: pass
@@ -173,11 +196,12 @@ class DreamVL(PretrainedMixin, nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.embed_inputs(input_ids, pixel_values, image_grid_thw)
-        elif pixel_values is not None:
-            raise ValueError(
-                "pixel_values are only read with input_ids; scatter them into inputs_embeds yourself"
+            inputs_embeds = self.embed_inputs(
+                input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw
             )
+        elif pixel_values is not None or pixel_values_videos is not None:
+            name = "pixel_values" if pixel_values is not None else "pixel_values_videos"
+            raise ValueError(f"{name} are only read with input_ids; scatter them into inputs_embeds yourself")
         hidden, cache = self.model(inputs_embeds, attention_mask, position_ids, past_key_values, use_cache)
         return DreamVLOutput(
             logits=self.lm_head(hidden),
@@ -198,6 +222,8 @@ class DreamVL(PretrainedMixin, nn.Module):
         temperature: float = 0.0,
         eos_token_id: int | None = None,
         generator: torch.Generator | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Autoregressive decoding for the causal AR control, one token per forward with the KV cache.
 
@@ -215,7 +241,7 @@ class DreamVL(PretrainedMixin, nn.Module):
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
         batch, prompt_len = input_ids.shape
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
-        positions, deltas = self.get_rope_index(input_ids, image_grid_thw, mask)
+        positions, deltas = self.get_rope_index(input_ids, image_grid_thw, mask, video_grid_thw)
         out = self(
             input_ids,
             attention_mask=mask,
@@ -223,6 +249,8 @@ class DreamVL(PretrainedMixin, nn.Module):
             pixel_values=pixel_values,
             image_grid_thw=image_grid_thw,
             use_cache=True,
+            pixel_values_videos=pixel_values_videos,
+            video_grid_thw=video_grid_thw,
         )
         finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         new_tokens = []
@@ -238,7 +266,7 @@ class DreamVL(PretrainedMixin, nn.Module):
             position = (prompt_len + step + deltas).view(batch, 1)  # continues each row's positions
             out = self(
                 inputs_embeds=self.model.embed_tokens(token[:, None]),  # generated tokens are text, even an
-                attention_mask=mask,  # <|image_pad|> (as in the diffusion loop, CachedEmbeddingDenoiser)
+                attention_mask=mask,  # <|image_pad|> / <|video_pad|> (as in CachedEmbeddingDenoiser)
                 position_ids=position,
                 past_key_values=out.past_key_values,
                 use_cache=True,
@@ -256,6 +284,8 @@ class DreamVL(PretrainedMixin, nn.Module):
         generation_logits_hook_func: Callable | None = None,
         generator: torch.Generator | None = None,
         generation_config: Any = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
         **generation_kwargs: Any,
     ) -> Any:
         """Masked-diffusion generation with the official argument names (``max_new_tokens``, ``steps``,
@@ -274,7 +304,7 @@ class DreamVL(PretrainedMixin, nn.Module):
         if "position_ids" in generation_kwargs:
             raise NotImplementedError("position_ids are recomputed by the official rule at every step")
         return self.diffusion_generate_with(
-            CachedEmbeddingDenoiser(self, pixel_values, image_grid_thw),
+            CachedEmbeddingDenoiser(self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw),
             input_ids,
             attention_mask,
             generator=generator,
@@ -352,35 +382,51 @@ def pick_next_token(
 class CachedEmbeddingDenoiser:
     """``denoise_fn(x [B, L], attention_mask [B, L]) -> logits [B, L, V]`` (unshifted) for the diffusion loop.
 
-    First call: the canvas is embedded with the image features (vision tower run once). Later calls reuse those
-    embeddings and re-embed only the tokens that changed since the previous call (the official loop re-embeds
-    the previously masked positions, so the results agree; unlike the official loop, tokens a hook changed
-    elsewhere are re-embedded too). Image slots must not change. Position ids follow the official rule on the
-    current canvas, counting only the prompt's images (an ``<|image_pad|>`` the model generates is text).
+    First call: the canvas is embedded with the image and video features (vision tower run once). Later calls
+    reuse those embeddings and re-embed only the tokens that changed since the previous call (the official loop
+    re-embeds the previously masked positions, so the results agree; unlike the official loop, tokens a hook
+    changed elsewhere are re-embedded too). Image and video slots must not change. Position ids follow the
+    official rule on the current canvas, counting only the prompt's images and videos (an ``<|image_pad|>`` or
+    ``<|video_pad|>`` the model generates is text).
     """
 
     def __init__(
-        self, model: DreamVL, pixel_values: torch.Tensor | None, image_grid_thw: torch.Tensor | None
+        self,
+        model: DreamVL,
+        pixel_values: torch.Tensor | None,
+        image_grid_thw: torch.Tensor | None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.pixel_values = pixel_values
         self.image_grid_thw = image_grid_thw
+        self.pixel_values_videos = pixel_values_videos
+        self.video_grid_thw = video_grid_thw
         self.embeds: torch.Tensor | None = None
         self.canvas: torch.Tensor | None = None
-        self.image_slots: torch.Tensor | None = None
+        self.visual_slots: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         model, cfg = self.model, self.model.config
+        pad_tokens = (x == cfg.image_token_id) | (x == cfg.video_token_id)
         if self.embeds is None or self.canvas is None or self.canvas.shape != x.shape:
-            self.embeds = model.embed_inputs(x, self.pixel_values, self.image_grid_thw)
-            self.image_slots = x == cfg.image_token_id
+            self.embeds = model.embed_inputs(
+                x, self.pixel_values, self.image_grid_thw, self.pixel_values_videos, self.video_grid_thw
+            )
+            self.visual_slots = pad_tokens
         else:
             changed = x != self.canvas
-            if bool((changed & self.image_slots).any()):
-                raise ValueError("the canvas changed a token at an image position; image slots are fixed")
+            if bool((changed & self.visual_slots).any()):
+                raise ValueError(
+                    "the canvas changed a token at a vision slot (an image position or a video position); "
+                    "those slots are fixed"
+                )
             if bool(changed.any()):
                 self.embeds[changed] = model.model.embed_tokens(x[changed])
         self.canvas = x.clone()
-        rope_ids = x.masked_fill((x == cfg.image_token_id) & ~self.image_slots, cfg.mask_token_id)
-        positions, _ = model.get_rope_index(rope_ids, self.image_grid_thw, attention_mask)
+        rope_ids = x.masked_fill(pad_tokens & ~self.visual_slots, cfg.mask_token_id)
+        positions, _ = model.get_rope_index(
+            rope_ids, self.image_grid_thw, attention_mask, self.video_grid_thw
+        )
         return model(inputs_embeds=self.embeds, attention_mask=attention_mask, position_ids=positions).logits

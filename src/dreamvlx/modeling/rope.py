@@ -117,22 +117,26 @@ def get_rope_index(
     video_token_id: int,
     vision_start_token_id: int,
     spatial_merge_size: int,
+    video_grid_thw: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The official position-id rule (spec 1.7): ``(position_ids [3, B, L], rope_deltas [B, 1])``.
 
-    Without image grids: ``cumsum(mask) - 1`` with padded positions set to 1 (or ``arange(L)`` without a mask),
-    the same on all three rows. With grids: per sample, over the tokens with mask 1, an image counts only if
-    a ``<|vision_start|>`` is immediately followed by ``<|image_pad|>``; text runs get 1-D positions continuing
-    from the previous maximum + 1, each such image block gets 3-D (t, h, w) positions on its merged grid,
-    offset by the position where it starts. Images are consumed from ``image_grid_thw`` with one running index
-    shared across the batch. Padded positions keep 1. ``rope_deltas = max position + 1 - L``.
+    Without image and video grids: ``cumsum(mask) - 1`` with padded positions set to 1 (or ``arange(L)`` without
+    a mask), the same on all three rows. With grids: per sample, over the tokens with mask 1, an image (video)
+    counts only if a ``<|vision_start|>`` is immediately followed by ``<|image_pad|>`` (``<|video_pad|>``). The
+    counted segments are taken in order, each at the nearer of the next ``<|image_pad|>`` and the next
+    ``<|video_pad|>`` (of a kind with segments left): text runs get 1-D positions continuing from the previous
+    maximum + 1, each block gets 3-D (t, h, w) positions on its merged grid ``(t, h/2, w/2)`` (raster order,
+    t-major; Qwen2-VL's temporal index is the plain temporal-patch index), offset by the position where it
+    starts. Images and videos are consumed from their grids with one running index each, shared across the
+    batch. Padded positions keep 1. ``rope_deltas = max position + 1 - L``.
 
-    The shipped chat template emits no ``<|vision_start|>``, so in practice every token (image tokens
-    included) gets plain 1-D positions, as in training. Videos are not supported (clear error).
+    The shipped chat template emits no ``<|vision_start|>``, so in practice every token (image and video tokens
+    included) gets plain 1-D positions, as in training.
     """
     batch, length = input_ids.shape
     device = input_ids.device
-    if image_grid_thw is None:
+    if image_grid_thw is None and video_grid_thw is None:
         if attention_mask is None:
             positions = torch.arange(length, device=device).view(1, 1, -1).expand(3, batch, -1)
             return positions, torch.zeros(batch, 1, dtype=torch.long, device=device)
@@ -144,33 +148,46 @@ def get_rope_index(
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     positions = torch.ones(3, batch, length, dtype=input_ids.dtype, device=device)
     deltas = []
-    image_index = 0
+    grids = {"image": image_grid_thw, "video": video_grid_thw}
+    pad_ids = {"image": image_token_id, "video": video_token_id}
+    next_index = {"image": 0, "video": 0}
     for b in range(batch):
         keep = mask[b] == 1
         tokens = input_ids[b][keep].tolist()
         starts = [i for i, tok in enumerate(tokens[:-1]) if tok == vision_start_token_id]
-        if any(tokens[i + 1] == video_token_id for i in starts):
-            raise NotImplementedError("videos (<|vision_start|><|video_pad|>) are not supported")
-        n_images = sum(tokens[i + 1] == image_token_id for i in starts)
+        remaining = {kind: sum(tokens[i + 1] == pad_ids[kind] for i in starts) for kind in grids}
         pieces: list[torch.Tensor] = []
         cursor = 0
-        for _ in range(n_images):
-            if image_index >= len(image_grid_thw):
+        for _ in range(sum(remaining.values())):
+            found = {
+                kind: tokens.index(pad_ids[kind], cursor)
+                for kind in grids
+                if remaining[kind] and pad_ids[kind] in tokens[cursor:]
+            }
+            if not found:
                 raise ValueError(
-                    f"sample {b} marks more images with <|vision_start|><|image_pad|> than image_grid_thw "
-                    f"has rows ({len(image_grid_thw)})"
+                    f"sample {b}: no image or video pad token left after position {cursor} for the remaining "
+                    f"<|vision_start|> segments (a grid larger than its run of pad tokens?)"
                 )
-            end = tokens.index(image_token_id, cursor)
-            t, h, w = image_grid_thw[image_index].tolist()
-            image_index += 1
+            kind = min(found, key=found.__getitem__)
+            end = found[kind]
+            grid = grids[kind]
+            if grid is None or next_index[kind] >= len(grid):
+                raise ValueError(
+                    f"sample {b} marks more {kind}s with <|vision_start|> than {kind}_grid_thw has rows "
+                    f"({0 if grid is None else len(grid)})"
+                )
+            t, h, w = grid[next_index[kind]].tolist()
+            next_index[kind] += 1
+            remaining[kind] -= 1
             gh, gw = h // spatial_merge_size, w // spatial_merge_size
             text_len = end - cursor
             offset = int(pieces[-1].max()) + 1 if pieces else 0
             pieces.append(torch.arange(text_len).view(1, -1).expand(3, -1) + offset)
-            grid = torch.stack(
+            block = torch.stack(
                 torch.meshgrid(torch.arange(t), torch.arange(gh), torch.arange(gw), indexing="ij")
             ).flatten(1)
-            pieces.append(grid + text_len + offset)
+            pieces.append(block + text_len + offset)
             cursor = end + t * gh * gw
         if cursor < len(tokens):
             offset = int(pieces[-1].max()) + 1 if pieces else 0

@@ -1,6 +1,7 @@
 """Processing: image pipeline, tokenizer, chat template, processor and training-sequence construction.
 
-- ``image``: ``smart_resize``, ``DreamVLImageProcessor`` (images -> ``pixel_values`` [N, 1176], ``image_grid_thw``).
+- ``image``: ``smart_resize``, ``DreamVLImageProcessor`` (images and ``Video`` clips -> ``pixel_values`` [N, 1176],
+  grids ``[n, 3]``).
 - ``tokenizer``: ``DreamTokenizer`` (Qwen2 byte-level BPE via ``tokenizers``) and its ``SpecialTokenIds``.
 - ``small_tokenizer``: ``build_small_tokenizer`` for models trained from scratch (same special-token roles).
 - ``chat``: the Dream-VL chat template rendered in Python (``render_chat``) and its Jinja string.
@@ -17,6 +18,7 @@ from dreamvlx.processing.image import (
     DreamVLImageProcessor,
     ImageBatch,
     ImageProcessorConfig,
+    Video,
     smart_resize,
 )
 from dreamvlx.processing.processor import DreamVLProcessor
@@ -36,6 +38,7 @@ __all__ = [
     "ImageProcessorConfig",
     "SpecialTokenIds",
     "TrainingSequence",
+    "Video",
     "action_token",
     "build_small_tokenizer",
     "build_training_sequence",

@@ -196,7 +196,8 @@ def chat_to_llava(messages: Sequence[Mapping]) -> tuple[str | None, list[dict[st
     """Hugging Face chat messages -> (system text or None, LLaVA turns).
 
     User and assistant messages become ``human`` / ``gpt`` turns; text parts of a message are joined with
-    ``"\n"`` and each ``{"type": "image"}`` part becomes an ``<image>`` placeholder at its place. Training
+    ``"\n"`` and each ``{"type": "image"}`` or ``{"type": "video"}`` part becomes an ``<image>`` placeholder at
+    its place (LLaVA-OneVision inserts a video's features at ``<image>``, spec §5.1). Training
     data made from chat prompts (the ViPlan generator) and prompting at evaluation both go through this
     function and :func:`build_generation_prompt`, so a model sees the same tokens in both.
     """
@@ -209,7 +210,7 @@ def chat_to_llava(messages: Sequence[Mapping]) -> tuple[str | None, list[dict[st
         elif isinstance(content, Sequence):
             pieces = []
             for part in content:
-                if part.get("type") == "image":
+                if part.get("type") in ("image", "video"):
                     pieces.append(IMAGE_PLACEHOLDER)
                 elif part.get("type") == "text":
                     pieces.append(part["text"])

@@ -13,6 +13,13 @@ with a modified ``smart_resize``), spec dream-vl.md §2.1–2.3:
 
 Output of one image: ``pixel_values`` float32 ``[t*h*w, C*temporal*patch*patch]`` and grid ``(t, h, w)`` in patches
 (``t = 1`` for an image); it becomes ``t*h*w / merge_size**2`` LLM tokens.
+
+Videos (:class:`Video`, F frames) take the same steps with every frame resized to the size ``smart_resize`` gives
+the **first** frame (as the official processor), frames stacked in time and cut into ``t = ceil(F / 2)`` temporal
+patches. An odd frame count is completed by repeating the last frame: the official processor crashes on odd
+counts above one (spec §7 bug 13) while LLaVA-OneVision training repeats the last frame, and a single image is
+exactly a one-frame video (its frame tiled). A video's grid is ``(t, h, w)`` with ``t >= 1``; the vision tower
+attends within each temporal patch group.
 """
 
 from __future__ import annotations
@@ -39,6 +46,33 @@ PIXEL_BUDGETS: dict[str, tuple[int, int]] = {
 }
 
 ImageInput = Image.Image | np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Video:
+    """A clip: ``frames`` in time order, each a PIL image or uint8 ``[H, W, 3]`` (a uint8 array ``[F, H, W, 3]``
+    is split into its frames). At least one frame."""
+
+    frames: Sequence[ImageInput]
+
+    def __post_init__(self) -> None:
+        frames = self.frames
+        if isinstance(frames, np.ndarray):
+            if frames.ndim != 4:
+                raise ValueError(
+                    f"a video array must have shape [F, H, W, 3], got shape {tuple(frames.shape)}"
+                )
+            frames = list(frames)
+        elif isinstance(frames, (Image.Image, str, bytes)) or not isinstance(frames, Sequence):
+            raise TypeError(
+                f"a video is a sequence of frames or a uint8 array [F, H, W, 3], got {type(frames).__name__}"
+            )
+        if len(frames) == 0:
+            raise ValueError("a video needs at least one frame")
+        object.__setattr__(self, "frames", tuple(frames))
+
+
+VisualInput = ImageInput | Video
 
 
 def smart_resize(
@@ -172,7 +206,8 @@ class ImageProcessorConfig:
 
 @dataclass
 class ImageBatch:
-    """Processed images: ``pixel_values`` float32 ``[sum of patches, patch_dim]``, ``image_grid_thw`` int64 ``[N, 3]``."""
+    """Processed images (or videos): ``pixel_values`` float32 ``[sum of patches, patch_dim]``, grids
+    ``image_grid_thw`` int64 ``[N, 3]`` (the ``video_grid_thw`` of videos processed for ``<|video_pad|>``)."""
 
     pixel_values: np.ndarray
     image_grid_thw: np.ndarray
@@ -247,41 +282,81 @@ class DreamVLImageProcessor:
             height, width, factor=cfg.factor, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels
         )
 
-    def resize_and_normalize(self, image: ImageInput) -> np.ndarray:
-        """One image -> resized, rescaled and normalised float32 ``[3, H', W']`` (``H'``, ``W'`` from ``target_size``)."""
+    def num_tokens(self, height: int, width: int, num_frames: int = 1) -> int:
+        """LLM tokens of an image (``num_frames = 1``) or a video of that size, without decoding any pixels."""
+        new_h, new_w = self.target_size(height, width)
+        grid_t = -(-num_frames // self.config.temporal_patch_size)
+        patch = self.config.patch_size
+        return self.num_image_tokens((grid_t, new_h // patch, new_w // patch))
+
+    def resize_and_normalize(self, image: ImageInput, size: tuple[int, int] | None = None) -> np.ndarray:
+        """One image -> resized, rescaled and normalised float32 ``[3, H', W']``; ``(H', W') = size``, by default
+        ``target_size`` of the image."""
         cfg = self.config
         array = to_rgb_array(image)
-        new_h, new_w = self.target_size(array.shape[0], array.shape[1])
+        new_h, new_w = size or self.target_size(array.shape[0], array.shape[1])
         resized = np.asarray(Image.fromarray(array).resize((new_w, new_h), resample=Image.Resampling.BICUBIC))
         scaled = (resized.astype(np.float64) * cfg.rescale_factor).astype(np.float32)
         mean = np.asarray(cfg.image_mean, dtype=np.float32)
         std = np.asarray(cfg.image_std, dtype=np.float32)
         return ((scaled - mean) / std).transpose(2, 0, 1)
 
-    def preprocess_image(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """One image -> patch rows float32 ``[h*w, 1176]`` and grid ``(1, h, w)`` (the frame is tiled in time)."""
+    def preprocess_video(self, video: Video) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """One video of F frames -> patch rows float32 ``[t*h*w, 1176]`` and grid ``(t, h, w)``, ``t = ceil(F / 2)``.
+
+        Every frame is resized to the first frame's target size; an odd count is completed with the last frame.
+        """
         cfg = self.config
-        frame = self.resize_and_normalize(image)
-        frames = np.repeat(frame[None], cfg.temporal_patch_size, axis=0)
-        return patchify(frames, cfg.patch_size, cfg.temporal_patch_size, cfg.merge_size)
+        size: tuple[int, int] | None = None
+        frames = []
+        for index, frame in enumerate(video.frames):
+            try:
+                array = to_rgb_array(frame)
+                size = size or self.target_size(array.shape[0], array.shape[1])
+                frames.append(self.resize_and_normalize(array, size))
+            except (TypeError, ValueError) as err:
+                if len(video.frames) == 1:  # an image: no frame index to name
+                    raise
+                raise type(err)(f"frame {index}: {err}") from err
+        frames += [frames[-1]] * (-len(frames) % cfg.temporal_patch_size)
+        return patchify(np.stack(frames), cfg.patch_size, cfg.temporal_patch_size, cfg.merge_size)
+
+    def preprocess_image(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """One image -> patch rows float32 ``[h*w, 1176]`` and grid ``(1, h, w)``: a one-frame video (the frame
+        tiled in time)."""
+        return self.preprocess_video(Video([image]))
 
     def num_image_tokens(self, grid_thw: Sequence[int]) -> int:
-        """LLM tokens of one image with grid ``(t, h, w)``: ``t*h*w / merge_size**2``."""
+        """LLM tokens of one image or video with grid ``(t, h, w)``: ``t*h*w / merge_size**2``."""
         t, h, w = (int(x) for x in grid_thw)
         return t * h * w // self.config.merge_size**2
 
-    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> ImageBatch:
-        """Process images in order; their patch rows are concatenated (``pixel_values``) and grids stacked."""
-        if isinstance(images, (Image.Image, np.ndarray)):
+    def __call__(self, images: VisualInput | Sequence[VisualInput]) -> ImageBatch:
+        """Process images and videos (:class:`Video` items) in order; their patch rows are concatenated
+        (``pixel_values``) and grids stacked."""
+        if isinstance(images, (Image.Image, np.ndarray, Video)):
             images = [images]
         if len(images) == 0:
             raise ValueError("no images given")
         rows, grids = [], []
-        for index, image in enumerate(images):
+        for index, item in enumerate(images):
             try:
-                image_rows, grid = self.preprocess_image(image)
+                if isinstance(item, Video):
+                    item_rows, grid = self.preprocess_video(item)
+                else:
+                    item_rows, grid = self.preprocess_image(item)
             except (TypeError, ValueError) as err:
-                raise type(err)(f"image {index}: {err}") from err
-            rows.append(image_rows)
+                kind = "video" if isinstance(item, Video) else "image"
+                raise type(err)(f"{kind} {index}: {err}") from err
+            rows.append(item_rows)
             grids.append(grid)
         return ImageBatch(np.concatenate(rows, axis=0), np.asarray(grids, dtype=np.int64))
+
+    def process_videos(self, videos: Video | Sequence[Any]) -> ImageBatch:
+        """Videos for the ``<|video_pad|>`` stream: each a :class:`Video`, a sequence of frames or a uint8 array
+        ``[F, H, W, 3]``; the grids are ``video_grid_thw``."""
+        if isinstance(videos, (Video, np.ndarray)):
+            videos = [videos]
+        if len(videos) == 0:
+            raise ValueError("no videos given")
+        return self([item if isinstance(item, Video) else Video(item) for item in videos])

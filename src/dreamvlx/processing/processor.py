@@ -5,7 +5,9 @@ order) into ``t*h*w/4`` copies for the next image, tokenises without adding BOS/
 
 - ``input_ids`` int64 ``[B, L]`` and ``attention_mask`` int64 ``[B, L]`` (1 = token, 0 = padding);
 - ``pixel_values`` float32 ``[sum of patches, 1176]`` and ``image_grid_thw`` int64 ``[N_images, 3]``
-  (only when images are given; all images of all samples concatenated in order).
+  (only when images are given; all images of all samples concatenated in order);
+- ``pixel_values_videos`` / ``video_grid_thw`` alike for ``videos=`` (each ``<|video_pad|>`` expanded into
+  ``t*h*w/4`` copies for the next video).
 
 Padding side: the tokenizer's ``padding_side`` (the official default is ``"right"``, as used in training);
 pass ``padding_side="left"`` for batched generation (the official processor silently ignores that argument,
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamvlx.processing.chat import DREAM_VL_CHAT_TEMPLATE, IMAGE_PAD, Message, render_chat
+from dreamvlx.processing.chat import DREAM_VL_CHAT_TEMPLATE, IMAGE_PAD, VIDEO_PAD, Message, render_chat
 from dreamvlx.processing.image import DreamVLImageProcessor, ImageInput, ImageProcessorConfig
 from dreamvlx.processing.tokenizer import DreamTokenizer
 
@@ -100,20 +102,24 @@ class DreamVLProcessor:
         """The Dream-VL chat text of HF-format ``messages`` (``dreamvlx.processing.chat.render_chat``)."""
         return render_chat(messages, add_generation_prompt=add_generation_prompt, add_vision_id=add_vision_id)
 
-    def expand_image_tokens(self, texts: Sequence[str], image_token_counts: Sequence[int]) -> list[str]:
-        """Replace the k-th ``<|image_pad|>`` of ``texts`` (batch order) by ``image_token_counts[k]`` copies."""
-        total = sum(text.count(IMAGE_PAD) for text in texts)
-        if total != len(image_token_counts):
+    @staticmethod
+    def expand_placeholders(
+        texts: Sequence[str], placeholder: str, token_counts: Sequence[int], what: str = "images"
+    ) -> list[str]:
+        """Replace the k-th ``placeholder`` (``<|image_pad|>`` or ``<|video_pad|>``) of ``texts`` (batch order) by
+        ``token_counts[k]`` copies; ``what`` names the inputs in the error when the counts disagree."""
+        total = sum(text.count(placeholder) for text in texts)
+        if total != len(token_counts):
             raise ValueError(
-                f"the texts contain {total} {IMAGE_PAD} placeholders but {len(image_token_counts)} images were given"
+                f"the texts contain {total} {placeholder} placeholders but {len(token_counts)} {what} were given"
             )
-        counts = iter(image_token_counts)
+        counts = iter(token_counts)
         expanded = []
         for text in texts:
-            pieces = text.split(IMAGE_PAD)
+            pieces = text.split(placeholder)
             out = [pieces[0]]
             for piece in pieces[1:]:
-                out.append(IMAGE_PAD * next(counts))
+                out.append(placeholder * next(counts))
                 out.append(piece)
             expanded.append("".join(out))
         return expanded
@@ -123,6 +129,7 @@ class DreamVLProcessor:
         self,
         text: str | Sequence[str],
         images: Any = None,
+        videos: Any = None,
         padding: bool | str = False,
         max_length: int | None = None,
         padding_side: str | None = None,
@@ -134,6 +141,9 @@ class DreamVLProcessor:
             text: one string or a list of B strings, each with one ``<|image_pad|>`` per image.
             images: None, one image, a flat list consumed in order across the batch, or one list per text
                 (then each text's placeholder count must match its list). Images: PIL or uint8 ``[H, W, 3]``.
+            videos: None, one video, or a flat list of videos consumed in order across the batch by the
+                ``<|video_pad|>`` placeholders; a video is a :class:`~dreamvlx.processing.image.Video`, a list of
+                frames or a uint8 array ``[F, H, W, 3]``.
             padding: False (all texts must then have the same length for tensors), True / ``"longest"``,
                 or ``"max_length"`` (pad to ``max_length``; longer sequences raise, nothing is truncated).
             padding_side: ``"left"`` or ``"right"``; default: the tokenizer's ``padding_side``.
@@ -141,7 +151,9 @@ class DreamVLProcessor:
 
         Returns:
             dict with ``input_ids``, ``attention_mask`` ``[B, L]`` and, with images, ``pixel_values``
-            ``[sum of patches, 1176]`` float32 and ``image_grid_thw`` ``[N, 3]`` int64.
+            ``[sum of patches, 1176]`` float32 and ``image_grid_thw`` ``[N, 3]`` int64; with videos,
+            ``pixel_values_videos`` and ``video_grid_thw`` alike (images and videos together give all four keys;
+            the official processor returns only the video keys then, spec §7 bug 13).
         """
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) for t in texts):
@@ -156,12 +168,19 @@ class DreamVLProcessor:
                         f"text {index} has {t.count(IMAGE_PAD)} {IMAGE_PAD} placeholders but {n} images"
                     )
         result: dict[str, Any] = {}
-        token_counts: list[int] = []
+        image_counts: list[int] = []
+        video_counts: list[int] = []
         if flat_images:
             batch = self.image_processor(flat_images)
-            token_counts = [self.image_processor.num_image_tokens(grid) for grid in batch.image_grid_thw]
+            image_counts = [self.image_processor.num_image_tokens(grid) for grid in batch.image_grid_thw]
             result["pixel_values"], result["image_grid_thw"] = batch.pixel_values, batch.image_grid_thw
-        ids = self.tokenizer.encode_batch(self.expand_image_tokens(texts, token_counts))
+        if videos is not None:
+            batch = self.image_processor.process_videos(videos)
+            video_counts = [self.image_processor.num_image_tokens(grid) for grid in batch.image_grid_thw]
+            result["pixel_values_videos"], result["video_grid_thw"] = batch.pixel_values, batch.image_grid_thw
+        texts = self.expand_placeholders(texts, IMAGE_PAD, image_counts, "images")
+        texts = self.expand_placeholders(texts, VIDEO_PAD, video_counts, "videos")
+        ids = self.tokenizer.encode_batch(texts)
         input_ids, attention_mask = self._pad(
             ids, padding, max_length, padding_side or self.tokenizer.padding_side
         )

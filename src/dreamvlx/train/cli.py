@@ -102,7 +102,14 @@ def run(cfg: TrainConfig, until_step: int | None = None):  # -> TrainResult
             flush=True,
         )
     dataset = ConversationDataset(
-        samples, processor, cfg.data.image_folder, cfg.data.prompt_version, cfg.data.max_length
+        samples,
+        processor,
+        cfg.data.image_folder,
+        cfg.data.prompt_version,
+        cfg.data.max_length,
+        video_folder=cfg.data.video_folder or None,
+        video_fps=cfg.data.video_fps,
+        frames_upbound=cfg.data.frames_upbound,
     )
     trainer = Trainer(
         cfg,

@@ -39,6 +39,9 @@ class DataSection:
 
     train_json: str = ""
     image_folder: str = ""
+    video_folder: str = ""  # folder of the samples' "video" files; empty: image_folder
+    video_fps: float = 1.0  # LLaVA-OneVision: frames sampled at this rate ...
+    frames_upbound: int = 10  # ... or this many uniformly spaced frames when that gives more
     prompt_version: Literal["qwen_2_5", "plain"] = "qwen_2_5"
     max_length: int = 1024
     # "official": right-pad input_ids AND labels with the pad id, so trailing pads are supervised and

@@ -12,6 +12,8 @@
   merger + projector + LM with a vision learning rate of 2e-6, cosine schedule, 3% warm-up, weight
   decay 0, gradient clipping 1.0, gradient checkpointing, bf16. Per-device batch and accumulation are
   the official ones (16x1, then 4x2 on 8 GPUs per node); set ``--data.train_json`` to the LLaVA data.
+  Stage 3 (OneVision) data holds video samples too (a ``"video"`` field, files under ``--data.video_folder``;
+  frames as the official ``video_fps = 1``, ``frames_upbound = 10``, the ``DataSection`` defaults).
 - Models trained from scratch use ``objective.weighting=none`` (plain mean over masked tokens), not the
   official CART weighting: CART weights a token by the clean context within a few positions of it, so a
   fully masked answer, which can only be predicted from the image far away, gets almost no weight, and
