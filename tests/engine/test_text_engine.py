@@ -57,6 +57,14 @@ def test_diffusion_generate_equals_the_models(text_model, prompts, alg) -> None:
     assert torch.equal(got, expected)
 
 
+def test_several_generations_per_image_prompt_equal_the_models(text_model, prompts) -> None:
+    options = {"max_new_tokens": NEW, "steps": 4, "temperature": 0.7, "num_return_sequences": 2}
+    expected = text_model.diffusion_generate(**prompts, generator=torch.Generator().manual_seed(1), **options)
+    engine = TextEngine(text_model, EngineConfig())
+    got = engine.diffusion_generate(**prompts, generator=torch.Generator().manual_seed(1), **options)
+    assert got.shape == (4, prompts["input_ids"].shape[1] + NEW) and torch.equal(got, expected)
+
+
 def test_diffusion_generate_with_images_and_videos_equals_the_models(
     text_model, engine_processor, observations
 ) -> None:
@@ -79,7 +87,7 @@ def test_diffusion_generate_with_images_and_videos_equals_the_models(
     engine = TextEngine(text_model, EngineConfig())
     assert torch.equal(engine.diffusion_generate(**inputs, **options), expected)
     without_video = {k: v for k, v in inputs.items() if k not in ("pixel_values_videos", "video_grid_thw")}
-    with pytest.raises(ValueError, match="video-pad tokens but no video pixel values"):
+    with pytest.raises(ValueError, match="hold 8 video-pad tokens but no pixel_values_videos"):
         engine.diffusion_generate(**without_video, **options)
 
 

@@ -9,6 +9,7 @@ import torch
 from modeling_helpers import image_prompt, make_images, text_ids
 
 from dreamvlx.modeling import CachedEmbeddingDenoiser, DreamVL
+from dreamvlx.modeling.dream_vl import repeat_visual_features
 from dreamvlx.modeling.lm import AttentionMask
 from dreamvlx.modeling.rope import mrope_cos_sin
 
@@ -290,3 +291,57 @@ def test_video_denoiser_uses_3d_positions_after_vision_start_and_guards_video_sl
         edited[0, int((canvas[0] == cfg.video_token_id).nonzero()[0])] = 5
         with pytest.raises(ValueError, match="video position"):
             denoise(edited, mask)
+
+
+# ---------------------------------------------------------------------------------------------- several per prompt
+def test_repeat_visual_features_follows_the_repeated_prompts() -> None:
+    grid = torch.tensor([[1, 2, 2], [1, 2, 4], [1, 4, 4]])  # 1, 2 and 4 tokens
+    features = torch.arange(7.0)[:, None]
+    repeated, grids = repeat_visual_features(features, grid, [3, 0, 4], merge_size=2, repeats=2)
+    assert repeated.squeeze(-1).tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6]
+    assert grids.tolist() == [[1, 2, 2], [1, 2, 4], [1, 2, 2], [1, 2, 4], [1, 4, 4], [1, 4, 4]]
+    with pytest.raises(ValueError, match="prompt 0 holds 2 pad tokens"):
+        repeat_visual_features(features, grid, [2, 4], merge_size=2, repeats=2)
+    with pytest.raises(ValueError, match="1 images are left over"):
+        repeat_visual_features(features, grid, [3], merge_size=2, repeats=2)
+
+
+def test_num_return_sequences_with_images_repeats_each_prompts_images(tiny_model: DreamVL) -> None:
+    """The official code raises here (it repeats the prompts, not their images); each generation of a prompt
+    must see that prompt's images: equal to generating from the prompts and images repeated by hand, with the
+    vision tower run on the original images only."""
+    cfg = tiny_model.config
+    pixels, grid = make_images(cfg, [[1, 4, 4], [1, 2, 4], [1, 2, 2]])
+    first, second = image_prompt(cfg, [4, 2]), image_prompt(cfg, [1], seed=5)
+    width = max(first.shape[1], second.shape[1])
+    prompts = torch.cat([torch.nn.functional.pad(p, (width - p.shape[1], 0)) for p in (first, second)])
+    mask = torch.cat([(torch.arange(width) >= width - p.shape[1]).long()[None] for p in (first, second)])
+    settings = {"max_new_tokens": 4, "steps": 4, "temperature": 0.8, "alg": "maskgit_plus"}
+    patches = []
+    handle = tiny_model.visual.register_forward_hook(
+        lambda module, args, out: patches.append(args[0].shape[0])
+    )
+    try:
+        out = tiny_model.diffusion_generate(
+            prompts,
+            mask,
+            pixels,
+            grid,
+            num_return_sequences=3,
+            generator=torch.Generator().manual_seed(0),
+            **settings,
+        )
+    finally:
+        handle.remove()
+    assert patches == [16 + 8 + 4]
+    by_hand_pixels = torch.cat([pixels[:24]] * 3 + [pixels[24:]] * 3)
+    by_hand_grid = torch.cat([grid[:2]] * 3 + [grid[2:]] * 3)
+    expected = tiny_model.diffusion_generate(
+        prompts.repeat_interleave(3, dim=0),
+        mask.repeat_interleave(3, dim=0),
+        by_hand_pixels,
+        by_hand_grid,
+        generator=torch.Generator().manual_seed(0),
+        **settings,
+    )
+    assert out.shape == (6, width + 4) and torch.equal(out, expected)

@@ -21,16 +21,11 @@ import torch
 
 from dreamvlx.diffusion.config import DiffusionGenerationConfig
 from dreamvlx.diffusion.sampling import sample_tokens
-from dreamvlx.engine.backbone import (
-    attention_mask,
-    lm_forward,
-    rotary,
-    scatter_image_features,
-)
+from dreamvlx.engine.backbone import attention_mask, lm_forward, rotary
 from dreamvlx.engine.base import EngineBase
 from dreamvlx.engine.config import EngineConfig
 from dreamvlx.engine.unmasking import commit_above_threshold
-from dreamvlx.modeling.dream_vl import DreamVL
+from dreamvlx.modeling.dream_vl import DreamVL, embed_with_visual_features
 
 
 @dataclass
@@ -61,12 +56,12 @@ class _EngineDenoiser:
         image_grid_thw: torch.Tensor | None,
         pixel_values_videos: torch.Tensor | None = None,
         video_grid_thw: torch.Tensor | None = None,
+        repeats: int = 1,
     ) -> None:
         self.engine = engine
-        self.visual_inputs = {
-            "image": (pixel_values, image_grid_thw),
-            "video": (pixel_values_videos, video_grid_thw),
-        }
+        self.pixels = {"image": pixel_values, "video": pixel_values_videos}
+        self.grids = {"image": image_grid_thw, "video": video_grid_thw}
+        self.repeats = repeats
         self.image_embeds: torch.Tensor | None = None
         self.image_slots: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
@@ -74,29 +69,11 @@ class _EngineDenoiser:
 
     def _setup(self, x: torch.Tensor, attention_mask: torch.Tensor) -> None:
         model = self.engine.model
-        embeds = model.model.embed_tokens(x)
-        self.image_slots = torch.zeros_like(x, dtype=torch.bool)
-        for kind, token_id in (
-            ("image", model.config.image_token_id),
-            ("video", model.config.video_token_id),
-        ):
-            pixels, grid = self.visual_inputs[kind]
-            slots = x == token_id
-            if pixels is None and bool(slots.any()):
-                raise ValueError(f"input_ids hold {kind}-pad tokens but no {kind} pixel values were given")
-            if pixels is not None:
-                features = self.engine.image_features(pixels, grid)
-                if int(slots.sum()) != features.shape[0]:
-                    raise ValueError(
-                        f"input_ids hold {int(slots.sum())} {kind}-pad tokens but the {kind}s give "
-                        f"{features.shape[0]} features"
-                    )
-                embeds = scatter_image_features(embeds, slots, features)
-                self.image_slots |= slots
-        self.image_embeds = embeds
-        self.positions, _ = model.get_rope_index(
-            x, self.visual_inputs["image"][1], attention_mask, self.visual_inputs["video"][1]
+        self.image_embeds, grids = embed_with_visual_features(
+            model, x, self.pixels, self.grids, self.repeats, self.engine.image_features
         )
+        self.image_slots = (x == model.config.image_token_id) | (x == model.config.video_token_id)
+        self.positions, _ = model.get_rope_index(x, grids["image"], attention_mask, grids["video"])
         self.padded = bool((attention_mask == 0).any())
 
     def logits(self, x: torch.Tensor, attention_mask: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -153,8 +130,12 @@ class TextEngine(EngineBase):
     ) -> object:
         """``DreamVL.diffusion_generate`` on the engine (same arguments, defaults and outputs): the model's
         ``diffusion_generate_with`` around the engine's denoiser."""
+        generation_config = self.model.base_generation_config(generation_config)
+        repeats = generation_kwargs.get("num_return_sequences", generation_config.num_return_sequences)
         return self.model.diffusion_generate_with(
-            _EngineDenoiser(self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw),
+            _EngineDenoiser(
+                self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, repeats=repeats
+            ),
             input_ids,
             attention_mask,
             generator=generator,

@@ -117,40 +117,9 @@ class DreamVL(PretrainedMixin, nn.Module):
         """Token embeddings [B, L, D] with the projected image features written, in order of occurrence, at the
         ``<|image_pad|>`` positions (row-major over the batch), and the video features likewise at the
         ``<|video_pad|>`` positions (same vision tower and projector). Errors when the counts disagree."""
-        embeds = self.model.embed_tokens(input_ids)
-        for kind, token_id, pixels, grid in (
-            ("image", self.config.image_token_id, pixel_values, image_grid_thw),
-            ("video", self.config.video_token_id, pixel_values_videos, video_grid_thw),
-        ):
-            embeds = self._scatter_visual_features(embeds, input_ids == token_id, kind, pixels, grid)
-        return embeds
-
-    def _scatter_visual_features(
-        self,
-        embeds: torch.Tensor,
-        slots: torch.Tensor,
-        kind: str,
-        pixels: torch.Tensor | None,
-        grid: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """``embeds`` [B, L, D] with the features of ``pixels`` (``kind``: "image" or "video") at ``slots`` [B, L]."""
-        n_slots = int(slots.sum())
-        pixel_name = "pixel_values" if kind == "image" else "pixel_values_videos"
-        if pixels is None:
-            if grid is not None:
-                raise ValueError(f"{kind}_grid_thw was given without {pixel_name}")
-            if n_slots:
-                raise ValueError(f"input_ids hold {n_slots} {kind}-pad tokens but no {pixel_name} were given")
-            return embeds
-        if grid is None:
-            raise ValueError(f"{pixel_name} were given without {kind}_grid_thw")
-        features = self.get_image_features(pixels, grid)
-        if n_slots != features.shape[0]:
-            raise ValueError(
-                f"input_ids hold {n_slots} {kind}-pad tokens but the {kind}s {grid.tolist()} give "
-                f"{features.shape[0]} features; each {kind} needs t*h*w/4 pad tokens"
-            )
-        return embeds.masked_scatter(slots.unsqueeze(-1).expand_as(embeds), features.to(embeds.dtype))
+        pixels = {"image": pixel_values, "video": pixel_values_videos}
+        grids = {"image": image_grid_thw, "video": video_grid_thw}
+        return embed_with_visual_features(self, input_ids, pixels, grids)[0]
 
     def get_rope_index(
         self,
@@ -303,8 +272,12 @@ class DreamVL(PretrainedMixin, nn.Module):
         """
         if "position_ids" in generation_kwargs:
             raise NotImplementedError("position_ids are recomputed by the official rule at every step")
+        generation_config = self.base_generation_config(generation_config)
+        repeats = generation_kwargs.get("num_return_sequences", generation_config.num_return_sequences)
         return self.diffusion_generate_with(
-            CachedEmbeddingDenoiser(self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw),
+            CachedEmbeddingDenoiser(
+                self, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, repeats=repeats
+            ),
             input_ids,
             attention_mask,
             generator=generator,
@@ -328,21 +301,28 @@ class DreamVL(PretrainedMixin, nn.Module):
         unshifted logits [B, L, V]`` (this model's :class:`CachedEmbeddingDenoiser`, or an engine's), with this
         model's default generation config when ``generation_config`` is None; ``generation_kwargs`` as
         :func:`dreamvlx.diffusion.generation.diffusion_generate` (official names, hooks included)."""
-        from dreamvlx.diffusion.config import DiffusionGenerationConfig
         from dreamvlx.diffusion.generation import diffusion_generate
 
-        if generation_config is None:
-            generation_config = DiffusionGenerationConfig.from_model_config(self.config)
-        elif isinstance(generation_config, Mapping):
-            generation_config = self._generation_config_from_mapping(generation_config)
         return diffusion_generate(
             denoise,
             input_ids,
             attention_mask,
-            generation_config=generation_config,
+            generation_config=self.base_generation_config(generation_config),
             generator=generator,
             **generation_kwargs,
         )
+
+    def base_generation_config(self, generation_config: Any = None) -> Any:
+        """The ``DiffusionGenerationConfig`` that generation arguments override: this model's official default
+        (``from_model_config``) for None, a mapping read as :meth:`_generation_config_from_mapping`, or the
+        given config itself."""
+        from dreamvlx.diffusion.config import DiffusionGenerationConfig
+
+        if generation_config is None:
+            return DiffusionGenerationConfig.from_model_config(self.config)
+        if isinstance(generation_config, Mapping):
+            return self._generation_config_from_mapping(generation_config)
+        return generation_config
 
     def _generation_config_from_mapping(self, data: Mapping[str, Any]) -> Any:
         """A generation_config.json mapping (e.g. ``self.generation_config``) as the official code reads an explicit
@@ -367,6 +347,109 @@ class DreamVL(PretrainedMixin, nn.Module):
         return base.update(**values)
 
 
+VISUAL_KINDS = ("image", "video")
+
+
+def embed_with_visual_features(
+    model: DreamVL,
+    input_ids: torch.Tensor,
+    pixels: Mapping[str, torch.Tensor | None],
+    grids: Mapping[str, torch.Tensor | None],
+    repeats: int = 1,
+    features_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+    """Token embeddings [B, L, D] of ``input_ids`` with the image and video features at their pad tokens.
+
+    ``pixels`` / ``grids``: the ``"image"`` and ``"video"`` inputs (None when absent). ``repeats``: each prompt
+    row appears that many times in ``input_ids`` (adjacent rows, ``num_return_sequences``): the vision tower
+    still sees every image once and its features are repeated (:func:`repeat_visual_features`).
+    ``features_fn(pixels, grid) -> [N_tokens, D]`` computes the features (default ``model.get_image_features``;
+    the engine passes its own). Returns the embeddings and the grids in row order (repeated with the rows), as
+    the position ids need them.
+    """
+    cfg = model.config
+    features_fn = features_fn or model.get_image_features
+    token_ids = {"image": cfg.image_token_id, "video": cfg.video_token_id}
+    embeds = model.model.embed_tokens(input_ids)
+    row_grids: dict[str, torch.Tensor | None] = {}
+    for kind in VISUAL_KINDS:
+        kind_pixels, grid = pixels[kind], grids[kind]
+        pixel_name = "pixel_values" if kind == "image" else "pixel_values_videos"
+        if kind_pixels is not None and grid is None:
+            raise ValueError(f"{pixel_name} were given without {kind}_grid_thw")
+        if kind_pixels is None and grid is not None:
+            raise ValueError(f"{kind}_grid_thw was given without {pixel_name}")
+        slots = input_ids == token_ids[kind]
+        features = None if kind_pixels is None else features_fn(kind_pixels, grid)
+        if features is not None and repeats > 1:
+            per_prompt = slots[::repeats].sum(-1).tolist()
+            merge = cfg.vision_config.spatial_merge_size
+            features, grid = repeat_visual_features(features, grid, per_prompt, merge, repeats)
+        embeds = scatter_visual_features(embeds, slots, kind, features, grid)
+        row_grids[kind] = grid
+    return embeds, row_grids
+
+
+def scatter_visual_features(
+    embeds: torch.Tensor,
+    slots: torch.Tensor,
+    kind: str,
+    features: torch.Tensor | None,
+    grid: torch.Tensor | None,
+) -> torch.Tensor:
+    """``embeds`` [B, L, D] with ``features`` [N, D] of ``kind`` ("image" or "video") written in order at the
+    ``slots`` [B, L] (row-major); errors naming the counts when they disagree (``grid`` names the inputs)."""
+    n_slots = int(slots.sum())
+    if features is None:
+        if n_slots:
+            pixel_name = "pixel_values" if kind == "image" else "pixel_values_videos"
+            raise ValueError(f"input_ids hold {n_slots} {kind}-pad tokens but no {pixel_name} were given")
+        return embeds
+    if n_slots != features.shape[0]:
+        raise ValueError(
+            f"input_ids hold {n_slots} {kind}-pad tokens but the {kind}s {grid.tolist()} give "
+            f"{features.shape[0]} features; each {kind} needs t*h*w/4 pad tokens"
+        )
+    return embeds.masked_scatter(slots.unsqueeze(-1).expand_as(embeds), features.to(embeds.dtype))
+
+
+def repeat_visual_features(
+    features: torch.Tensor,
+    grid_thw: torch.Tensor,
+    slots_per_prompt: list[int],
+    merge_size: int,
+    repeats: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and grids of a batch whose prompt rows each appear ``repeats`` times (adjacent rows, as
+    ``num_return_sequences`` builds the canvas), from the features of the prompts' images computed once.
+
+    ``features`` [N_tokens, D] and ``grid_thw`` [n, 3] are the images of the B prompts in order; prompt ``b``
+    holds ``slots_per_prompt[b]`` pad tokens, filled by its images in order. Returns the features and grids of
+    each prompt's images repeated ``repeats`` times, prompt by prompt: [repeats * N_tokens, D], [repeats * n, 3].
+    (The official code raises here: it repeats the prompts but not their images, spec §7 item 8.)
+    """
+    tokens_per_image = (grid_thw.prod(-1) // merge_size**2).tolist()
+    pieces = features.split(tokens_per_image)
+    order: list[int] = []
+    image = 0
+    for row, slots in enumerate(slots_per_prompt):
+        first, taken = image, 0
+        while taken < slots and image < len(tokens_per_image):
+            taken += tokens_per_image[image]
+            image += 1
+        if taken != slots:
+            raise ValueError(
+                f"prompt {row} holds {slots} pad tokens, which its images (from image {first} on, of "
+                f"{tokens_per_image[first:]} tokens) do not fill exactly"
+            )
+        order += list(range(first, image)) * repeats
+    if image != len(tokens_per_image):
+        raise ValueError(
+            f"{len(tokens_per_image) - image} images are left over after the last prompt's pad tokens"
+        )
+    return torch.cat([pieces[i] for i in order]), grid_thw[order]
+
+
 def pick_next_token(
     logits: torch.Tensor, temperature: float, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -388,6 +471,9 @@ class CachedEmbeddingDenoiser:
     changed elsewhere are re-embedded too). Image and video slots must not change. Position ids follow the
     official rule on the current canvas, counting only the prompt's images and videos (an ``<|image_pad|>`` or
     ``<|video_pad|>`` the model generates is text).
+
+    ``repeats``: each prompt row appears that many times in the canvas (``num_return_sequences``); the images
+    go through the vision tower once and their features are repeated (:func:`repeat_visual_features`).
     """
 
     def __init__(
@@ -397,12 +483,13 @@ class CachedEmbeddingDenoiser:
         image_grid_thw: torch.Tensor | None,
         pixel_values_videos: torch.Tensor | None = None,
         video_grid_thw: torch.Tensor | None = None,
+        repeats: int = 1,
     ) -> None:
         self.model = model
-        self.pixel_values = pixel_values
-        self.image_grid_thw = image_grid_thw
-        self.pixel_values_videos = pixel_values_videos
-        self.video_grid_thw = video_grid_thw
+        self.pixels = {"image": pixel_values, "video": pixel_values_videos}
+        self.grids = {"image": image_grid_thw, "video": video_grid_thw}
+        self.canvas_grids = dict(self.grids)  # the grids in canvas order (repeated with the prompts)
+        self.repeats = repeats
         self.embeds: torch.Tensor | None = None
         self.canvas: torch.Tensor | None = None
         self.visual_slots: torch.Tensor | None = None
@@ -411,8 +498,8 @@ class CachedEmbeddingDenoiser:
         model, cfg = self.model, self.model.config
         pad_tokens = (x == cfg.image_token_id) | (x == cfg.video_token_id)
         if self.embeds is None or self.canvas is None or self.canvas.shape != x.shape:
-            self.embeds = model.embed_inputs(
-                x, self.pixel_values, self.image_grid_thw, self.pixel_values_videos, self.video_grid_thw
+            self.embeds, self.canvas_grids = embed_with_visual_features(
+                model, x, self.pixels, self.grids, self.repeats
             )
             self.visual_slots = pad_tokens
         else:
@@ -426,7 +513,6 @@ class CachedEmbeddingDenoiser:
                 self.embeds[changed] = model.model.embed_tokens(x[changed])
         self.canvas = x.clone()
         rope_ids = x.masked_fill(pad_tokens & ~self.visual_slots, cfg.mask_token_id)
-        positions, _ = model.get_rope_index(
-            rope_ids, self.image_grid_thw, attention_mask, self.video_grid_thw
-        )
+        grids = self.canvas_grids
+        positions, _ = model.get_rope_index(rope_ids, grids["image"], attention_mask, grids["video"])
         return model(inputs_embeds=self.embeds, attention_mask=attention_mask, position_ids=positions).logits
