@@ -30,7 +30,7 @@ def test_killed_and_resumed_run_reaches_the_same_weights(tmp_path: Path) -> None
     interrupted = run(cfg, until_step=5)  # "killed" after step 5; last checkpoint is step 3
     assert interrupted.final_dir is None and interrupted.steps == 5
     resumed = run(cfg)  # picks up step 3, replays 4 and 5, finishes
-    assert resumed.steps == 8
+    assert resumed.steps == 8 and resumed.resumed_from == 3 and straight.resumed_from is None
     a, b = _weights(straight.final_dir), _weights(resumed.final_dir)
     assert a.keys() == b.keys()
     for key in a:
@@ -118,6 +118,7 @@ def test_lora_run_resumes_exactly_and_writes_merged_weights_plus_adapter(tmp_pat
     cfg = tiny_config(tmp_path / "b", freeze=lora, optim={"max_steps": 5})
     run(cfg, until_step=4)  # last checkpoint: step 3
     resumed = run(cfg)
+    assert resumed.resumed_from == 3
     assert (resumed.final_dir / "lora_adapter" / "adapter_model.safetensors").is_file()
     a, b = _weights(straight.final_dir), _weights(resumed.final_dir)
     assert a.keys() == _weights(resumed.final_dir).keys()  # merged model: official key names
@@ -136,6 +137,7 @@ def test_loader_workers_give_the_same_weights_and_resume_exactly(tmp_path: Path)
     interrupted = run(cfg, until_step=5)
     assert interrupted.final_dir is None
     resumed = run(cfg)
+    assert resumed.resumed_from == 3
     a, b = _weights(in_loop.final_dir), _weights(resumed.final_dir)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)

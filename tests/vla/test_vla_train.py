@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,108 @@ def test_fine_tuning_from_a_hub_backbone_adds_the_action_tokens(tmp_path, monkey
         [rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)], "reach the button", proprio=np.full(4, 0.5)
     )
     assert actions.shape == (8, 4) and np.all(np.isfinite(actions))
+
+
+def _checkpoint_tensors(folder) -> dict:
+    """Every tensor of a Dream-VLA checkpoint folder: backbone safetensors and the component files."""
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = {f"backbone.{k}": v for k, v in load_file(folder / "model.safetensors").items()}
+    for path in sorted(folder.glob("*--*_checkpoint.pt")):
+        component = path.name.split("--")[0]
+        state = torch.load(path, weights_only=True)
+        tensors.update({f"{component}.{k}": v for k, v in state.items()})
+    return tensors
+
+
+@pytest.mark.parametrize("lora_rank", [0, 2])
+def test_killed_and_resumed_vla_run_reaches_the_same_weights(tmp_path, lora_rank) -> None:
+    """Flow matching (action head, noisy-action and proprio projectors beside the backbone), fully fine-tuned or
+    with LoRA adapters: a run stopped after step 3 and restarted from its step-2 checkpoint ends with the
+    uninterrupted run's weights, adapters, heads and optimizer moments included."""
+    import torch
+
+    root, _ = _write_two_episode_dataset(tmp_path / "mw-data")
+    common = {
+        "data.root": str(root), "vla.objective": "flow", "vla.image_size": "56",
+        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
+        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
+        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "lora_rank": str(lora_rank),
+        "optim.max_steps": "5", "optim.batch_size": "2", "run.save_every": "2", "run.device": "cpu",
+    }  # fmt: skip
+    straight = run_vla("metaworld-tiny", {**common, "run.out_dir": str(tmp_path / "straight")})
+    resumed_dir = str(tmp_path / "resumed")
+    stopped = run_vla("metaworld-tiny", {**common, "run.out_dir": resumed_dir}, until_step=3)
+    assert stopped.steps == 3
+    resumed = run_vla("metaworld-tiny", {**common, "run.out_dir": resumed_dir})
+    assert resumed.steps == 5 and resumed.resumed_from == 2
+    a, b = _checkpoint_tensors(straight.final_dir), _checkpoint_tensors(resumed.final_dir)
+    assert a.keys() == b.keys() and any(k.startswith("action_head.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    if lora_rank:
+        adapters = [load_adapter(run.final_dir) for run in (straight, resumed)]
+        assert adapters[0].keys() == adapters[1].keys()
+        assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+def load_adapter(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "lora_adapter" / "adapter_model.safetensors")
+
+
+def _fsdp_worker(rank: int, overrides: dict, port: int, until_step: int | None) -> None:
+    import os
+
+    import torch
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0"
+    )
+    torch.set_num_threads(1)
+    try:
+        result = run_vla("metaworld-tiny", overrides, until_step=until_step)
+        if rank == 0 and result.resumed_from is not None:
+            (Path(overrides["run.out_dir"]) / "resumed_from.txt").write_text(str(result.resumed_from))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _spawn_fsdp(overrides: dict, until_step: int | None = None) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.start_processes(
+        _fsdp_worker, args=(overrides, port, until_step), nprocs=2, start_method="spawn", join=True
+    )
+
+
+def test_fsdp_vla_run_resumes_to_the_same_weights(tmp_path) -> None:
+    """Two gloo processes with FSDP2: a Dream-VLA run (flow heads) stopped after step 3 and restarted from its
+    step-2 checkpoint ends bit-identical to the uninterrupted FSDP2 run."""
+    import torch
+
+    root, _ = _write_two_episode_dataset(tmp_path / "mw-data")
+    common = {
+        "data.root": str(root), "vla.objective": "flow", "vla.image_size": "56",
+        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
+        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
+        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "optim.max_steps": "4",
+        "optim.batch_size": "2", "run.save_every": "2", "run.device": "cpu", "run.strategy": "fsdp",
+    }  # fmt: skip
+    _spawn_fsdp({**common, "run.out_dir": str(tmp_path / "straight")})
+    resumed_dir = tmp_path / "resumed"
+    _spawn_fsdp({**common, "run.out_dir": str(resumed_dir)}, until_step=3)
+    _spawn_fsdp({**common, "run.out_dir": str(resumed_dir)})
+    assert (resumed_dir / "resumed_from.txt").read_text() == "2"
+    a = _checkpoint_tensors(tmp_path / "straight" / "final")
+    b = _checkpoint_tensors(resumed_dir / "final")
+    assert a.keys() == b.keys() and any(k.startswith("noisy_action_projector.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

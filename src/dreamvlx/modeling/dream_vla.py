@@ -389,8 +389,9 @@ class DreamVLA(DreamVL):
             self, save_directory, max_shard_size=max_shard_size, state_dict=state_dict, step=step
         )
 
-    def load_weights(self, directory: str | Path) -> None:
-        """Copy the weights of a checkpoint directory (backbone + component files) into this model (resume)."""
-        from dreamvlx.vla.checkpoint import load_dream_vla_weights
+    def read_full_state_dict(self, directory: str | Path) -> dict[str, torch.Tensor]:
+        """The weights of a checkpoint directory (backbone + component files) under this model's state-dict
+        names, on CPU (a resumed run loads them, resharded under FSDP2)."""
+        from dreamvlx.vla.checkpoint import read_dream_vla_state_dict
 
-        load_dream_vla_weights(self, Path(directory))
+        return read_dream_vla_state_dict(self, Path(directory))

@@ -93,10 +93,10 @@ def is_sharded(model: nn.Module) -> bool:
     return dist.is_initialized() and any(hasattr(p, "full_tensor") for p in unwrap(model).parameters())
 
 
-def _full_options() -> Any:
+def _full_options(strict: bool = True) -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, strict=strict)
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -130,7 +130,9 @@ def load_full_state(
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
         set_model_state_dict(inner, weights, options=_full_options())
-        set_optimizer_state_dict(inner, optimizer, optim_state, options=_full_options())
+        # not strict: a trainable parameter that never had a gradient (e.g. the LM head under an action-head
+        # objective) has no Adam state, as in the plain optimizer.load_state_dict below
+        set_optimizer_state_dict(inner, optimizer, optim_state, options=_full_options(strict=False))
         return
     inner.load_state_dict(weights)
     optimizer.load_state_dict(optim_state)

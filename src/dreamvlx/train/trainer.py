@@ -51,6 +51,7 @@ class TrainResult:
     final_loss: float
     out_dir: Path
     final_dir: Path | None
+    resumed_from: int | None = None  # the checkpoint step this run resumed from (None: started fresh)
 
 
 def _to_device(prepared: PreparedBatch, device: torch.device) -> PreparedBatch:
@@ -169,20 +170,19 @@ class Trainer:
         state, rng = checkpointing.load_trainer_state(folder, self.info.rank)
         inner = unwrap(self.model)
         if _is_peft(inner):  # the base weights are the run's initial ones; only the adapter trained
+            if is_sharded(self.model):
+                raise NotImplementedError("resuming a LoRA run under FSDP2 is not supported; use DDP")
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
             set_peft_model_state_dict(inner, load_file(folder / LORA_DIR / "adapter_model.safetensors"))
             self.optimizer.load_state_dict(state["optimizer"])
-        elif hasattr(inner, "load_weights"):  # models with extra component files (DreamVLA heads)
-            if is_sharded(self.model):
-                raise NotImplementedError("resuming a DreamVLA run under FSDP2 is not supported; use DDP")
-            inner.load_weights(folder)
-            self.optimizer.load_state_dict(state["optimizer"])
         else:
             from dreamvlx.modeling.checkpoint import read_state_dict
 
-            load_full_state(self.model, self.optimizer, read_state_dict(folder), state["optimizer"])
+            # models with extra component files (DreamVLA heads) read them into one state dict too
+            reader = getattr(inner, "read_full_state_dict", read_state_dict)
+            load_full_state(self.model, self.optimizer, reader(folder), state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step = int(state["step"])
@@ -243,7 +243,7 @@ class Trainer:
         cfg = self.cfg
         stop = cfg.optim.max_steps if until_step is None else min(until_step, cfg.optim.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.maybe_resume()
+        resumed_from = self.step if self.maybe_resume() else None
         if self.info.is_main:
             (self.out_dir / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         logger = MetricsLogger(self.out_dir, cfg.run.tensorboard) if self.info.is_main else None
@@ -274,7 +274,7 @@ class Trainer:
         if self.step < cfg.optim.max_steps:  # interrupted on purpose: no final save
             if logger is not None:
                 logger.close()
-            return TrainResult(self.step, float(last["loss"]), self.out_dir, None)
+            return TrainResult(self.step, float(last["loss"]), self.out_dir, None, resumed_from)
         self.save()
         final_dir = None
         write_model = self._model_writer()
@@ -286,7 +286,7 @@ class Trainer:
                 if cfg.run.plot and logger.path.exists():
                     plot_loss(logger.path, self.out_dir / "loss.png", title=f"{cfg.objective.kind} loss")
         barrier(self.info)
-        return TrainResult(self.step, float(last["loss"]), self.out_dir, final_dir)
+        return TrainResult(self.step, float(last["loss"]), self.out_dir, final_dir, resumed_from)
 
 
 def _is_peft(model: nn.Module) -> bool:

@@ -47,6 +47,7 @@ from dreamvlx.modeling.checkpoint import (
     check_tokenizer_fits,
     has_weights,
     load_weights_into,
+    read_state_dict,
     resolve_checkpoint_dir,
     save_weights,
 )
@@ -147,9 +148,10 @@ def _read_component(
     return out
 
 
-def _load_components(
-    model: Any, directory: Path, dtype: torch.dtype | None, device: torch.device | str | None, assign: bool
-) -> None:
+def _component_files(model: Any, directory: Path) -> list[tuple[str, nn.Module, Path]]:
+    """``(name, module, file)`` of every component ``model`` has; errors for a missing file, or a file of a
+    component this model's objective lacks."""
+    found = []
     for component in COMPONENTS:
         module = getattr(model, component)
         path = find_component_file(directory, component)
@@ -164,6 +166,14 @@ def _load_components(
             raise FileNotFoundError(
                 f"{directory} has no {component}--*_checkpoint.pt, needed by objective {model.settings.objective!r}"
             )
+        found.append((component, module, path))
+    return found
+
+
+def _load_components(
+    model: Any, directory: Path, dtype: torch.dtype | None, device: torch.device | str | None, assign: bool
+) -> None:
+    for component, module, path in _component_files(model, directory):
         try:
             module.load_state_dict(_read_component(path, dtype, device), strict=True, assign=assign)
         except RuntimeError as exc:
@@ -299,10 +309,20 @@ def load_dream_vla(
     return model.eval()
 
 
-def load_dream_vla_weights(model: Any, directory: Path) -> None:
-    """Copy backbone and component weights of ``directory`` into an existing model (keeps dtype / device)."""
-    load_weights_into(backbone_view(model), directory)
-    _load_components(model, directory, None, None, assign=False)
+def read_component_weights(model: Any, directory: Path) -> dict[str, torch.Tensor]:
+    """The component files of a checkpoint directory (those ``model``'s objective has) as one CPU state dict,
+    keys prefixed with the component's name (``action_head.…``), as in ``model.state_dict()``."""
+    return {
+        f"{component}.{key}": tensor
+        for component, _, path in _component_files(model, directory)
+        for key, tensor in _read_component(path, None, None).items()
+    }
+
+
+def read_dream_vla_state_dict(model: Any, directory: Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint directory as one CPU state dict under ``model``'s key names (backbone keys as
+    stored, then the components): what a resumed run loads, sharded or not."""
+    return read_state_dict(directory) | read_component_weights(model, directory)
 
 
 def init_from_backbone(

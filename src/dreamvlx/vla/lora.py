@@ -177,6 +177,32 @@ class LoRAVLA(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.peft_model(*args, **kwargs)
 
+    def read_full_state_dict(self, directory: str | Path) -> dict[str, Any]:
+        """The state dict a resumed run loads from a checkpoint this wrapper saved: the frozen base weights as they
+        are now (the run's initial ones, rebuilt from the same ``model.init``), the adapters of
+        ``directory/lora_adapter`` and the fully trained extra modules of the component files."""
+        from safetensors.torch import load_file
+
+        from dreamvlx.vla.checkpoint import read_component_weights
+
+        if any(hasattr(p, "full_tensor") for p in self.parameters()):
+            raise NotImplementedError("resuming a LoRA Dream-VLA run under FSDP2 is not supported; use DDP")
+        directory = Path(directory)
+        weights = {key: tensor.detach().clone() for key, tensor in self.state_dict().items()}
+        adapter_name = self.peft_model.active_adapter
+        for key, tensor in load_file(directory / ADAPTER_DIR / ADAPTER_WEIGHTS).items():
+            match = _ADAPTER_KEY.fullmatch(key)
+            live = (
+                match
+                and f"peft_model.base_model.model.{match['module']}.lora_{match['part']}.{adapter_name}.weight"
+            )
+            if live not in weights:
+                raise KeyError(f"{directory / ADAPTER_DIR}: {key} adapts no LoRA layer of this model")
+            weights[live] = tensor
+        for key, tensor in read_component_weights(self.base, directory).items():
+            weights[f"peft_model.base_model.model.{key}"] = tensor
+        return weights
+
     def save_pretrained(self, save_directory: str | Path, *, state_dict: Any = None, **options: Any) -> Path:
         """``state_dict`` (the trainer's gathered one) is not used: the adapter and the merged copy are derived from
         the live modules."""

@@ -187,8 +187,9 @@ def build_model(cfg: VLATrainConfig, processor: Any) -> Any:
     return DreamVLA(config, cfg.vla)
 
 
-def run_vla(preset_name: str, overrides: dict[str, str]) -> Any:
-    """Train the preset with ``--section.key value`` overrides applied; returns the trainer's ``TrainResult``."""
+def run_vla(preset_name: str, overrides: dict[str, str], until_step: int | None = None) -> Any:
+    """Train the preset with ``--section.key value`` overrides applied; returns the trainer's ``TrainResult``
+    (``until_step``: stop there without a final save, as if killed; see :meth:`Trainer.train`)."""
     from dreamvlx.actions.platforms import get_platform
     from dreamvlx.data.augment import AugmentConfig
     from dreamvlx.data.robot_dataset import RobotChunkDataset
@@ -247,7 +248,7 @@ def run_vla(preset_name: str, overrides: dict[str, str]) -> Any:
         mask_token_id=layout.mask_token_id,
         objective=build_vla_objective(settings, cfg.run.seed, layout.mask_token_id),
     )
-    return trainer.train()
+    return trainer.train(until_step)
 
 
 def main(argv: list[str]) -> int:
