@@ -170,7 +170,7 @@ def load_adapter(folder) -> dict:
     return load_file(folder / "lora_adapter" / "adapter_model.safetensors")
 
 
-def _fsdp_worker(rank: int, overrides: dict, port: int, until_step: int | None) -> None:
+def _gloo_worker(rank: int, overrides: dict, port: int, until_step: int | None) -> None:
     import os
 
     import torch
@@ -187,7 +187,7 @@ def _fsdp_worker(rank: int, overrides: dict, port: int, until_step: int | None) 
         torch.distributed.destroy_process_group()
 
 
-def _spawn_fsdp(overrides: dict, until_step: int | None = None) -> None:
+def _spawn_gloo(overrides: dict, until_step: int | None = None) -> None:
     import socket
 
     import torch.multiprocessing as mp
@@ -196,7 +196,7 @@ def _spawn_fsdp(overrides: dict, until_step: int | None = None) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     mp.start_processes(
-        _fsdp_worker, args=(overrides, port, until_step), nprocs=2, start_method="spawn", join=True
+        _gloo_worker, args=(overrides, port, until_step), nprocs=2, start_method="spawn", join=True
     )
 
 
@@ -213,13 +213,44 @@ def test_fsdp_vla_run_resumes_to_the_same_weights(tmp_path) -> None:
         "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "optim.max_steps": "4",
         "optim.batch_size": "2", "run.save_every": "2", "run.device": "cpu", "run.strategy": "fsdp",
     }  # fmt: skip
-    _spawn_fsdp({**common, "run.out_dir": str(tmp_path / "straight")})
+    _spawn_gloo({**common, "run.out_dir": str(tmp_path / "straight")})
     resumed_dir = tmp_path / "resumed"
-    _spawn_fsdp({**common, "run.out_dir": str(resumed_dir)}, until_step=3)
-    _spawn_fsdp({**common, "run.out_dir": str(resumed_dir)})
+    _spawn_gloo({**common, "run.out_dir": str(resumed_dir)}, until_step=3)
+    _spawn_gloo({**common, "run.out_dir": str(resumed_dir)})
     assert (resumed_dir / "resumed_from.txt").read_text() == "2"
     a = _checkpoint_tensors(tmp_path / "straight" / "final")
     b = _checkpoint_tensors(resumed_dir / "final")
     assert a.keys() == b.keys() and any(k.startswith("noisy_action_projector.") for k in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gloo_processes_equal_one_process_for_a_head_objective(tmp_path, strategy) -> None:
+    """Flow matching never runs the LM head: it is frozen (``unused_modules``), so DDP does not wait for its
+    gradient (it raised before) and both strategies take the single process's steps on the doubled batch."""
+    import torch
+
+    root, _ = _write_two_episode_dataset(tmp_path / "mw-data")
+    common = {
+        "data.root": str(root), "vla.objective": "flow", "vla.image_size": "56",
+        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
+        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
+        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "optim.max_steps": "3",
+        "run.save_every": "100", "run.device": "cpu",
+    }  # fmt: skip
+    one = run_vla("metaworld-tiny", {**common, "optim.batch_size": "4", "run.out_dir": str(tmp_path / "one")})
+    two = {
+        **common,
+        "optim.batch_size": "2",
+        "run.strategy": strategy,
+        "run.out_dir": str(tmp_path / strategy),
+    }
+    _spawn_gloo(two)
+    a, b = _checkpoint_tensors(one.final_dir), _checkpoint_tensors(tmp_path / strategy / "final")
+    assert a.keys() == b.keys()
+    for key in a:  # float summation order only (as tests/train/test_ddp.py)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=2e-5, msg=key)
+    from dreamvlx.train.metrics import read_metrics
+
+    assert read_metrics(tmp_path / "one" / "metrics.jsonl")[0]["grad_norm"] > 0  # the steps moved the weights

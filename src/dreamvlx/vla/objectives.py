@@ -66,7 +66,11 @@ def _forward_inputs(batch: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 class VLAObjective:
-    """Base: settings, run seed and the per-sample generator."""
+    """Base: settings, run seed and the per-sample generator. ``unused_modules``: top-level modules of the model
+    that this objective's loss never reaches; the trainer freezes them (no optimizer state, and DDP does not
+    wait for gradients that never come)."""
+
+    unused_modules: tuple[str, ...] = ()
 
     def __init__(self, settings: VLASettings, seed: int, mask_token_id: int) -> None:
         self.settings = settings
@@ -135,6 +139,8 @@ class TokenCrossEntropyObjective(VLAObjective):
 # ---------------------------------------------------------------------------------------------- head objectives
 class HeadObjective(VLAObjective):
     """Objectives with an action head; the loss is summed over valid action values (padded steps excluded)."""
+
+    unused_modules = ("lm_head",)  # the action head reads hidden states; the LM head is never run
 
     def prepare(self, batch: dict[str, Any], step: int) -> PreparedBatch:
         inputs = _forward_inputs(batch, *FORWARD_KEYS)

@@ -225,6 +225,9 @@ def run_vla(preset_name: str, overrides: dict[str, str], until_step: int | None 
     layout = ActionPromptLayout(
         processor.tokenizer, settings.num_action_tokens, cfg.n_action_bins, settings.lowercase_instruction
     )
+    objective = build_vla_objective(settings, cfg.run.seed, layout.mask_token_id)
+    for name in objective.unused_modules:
+        getattr(model, name).requires_grad_(False)
     trainable: Any = LoRAVLA(apply_lora(model, cfg.lora_rank)) if cfg.lora_rank > 0 else model
     trainable.to(info.device)
     out_dir = Path(cfg.run.out_dir)
@@ -246,7 +249,7 @@ def run_vla(preset_name: str, overrides: dict[str, str], until_step: int | None 
         VLABatchBuilder(processor, layout, settings.use_proprio).collate,
         info,
         mask_token_id=layout.mask_token_id,
-        objective=build_vla_objective(settings, cfg.run.seed, layout.mask_token_id),
+        objective=objective,
     )
     return trainer.train(until_step)
 
