@@ -177,10 +177,13 @@ class DreamDecoderLayer(nn.Module):
         sin: torch.Tensor,
         mask: AttentionMask,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """h [B, L, D] -> (h [B, L, D], this layer's keys and values incl. ``past`` when ``use_cache``, else None:
+        unused outputs would be views that FSDP2 hooks for backward, with a warning, at every layer)."""
         attn_out, kv = self.self_attn(self.input_layernorm(h), cos, sin, mask, past)
         h = h + attn_out
-        return h + self.mlp(self.post_attention_layernorm(h)), kv
+        return h + self.mlp(self.post_attention_layernorm(h)), kv if use_cache else None
 
 
 class DreamLM(nn.Module):
@@ -233,7 +236,7 @@ class DreamLM(nn.Module):
         new_layers = []
         for i, layer in enumerate(self.layers):
             past = past_key_values.layers[i] if past_key_values is not None else None
-            h, kv = layer(h, cos, sin, mask, past)
-            if use_cache:
+            h, kv = layer(h, cos, sin, mask, past, use_cache)
+            if kv is not None:
                 new_layers.append(kv)
         return self.norm(h), KVCache(new_layers) if use_cache else None
