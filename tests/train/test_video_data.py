@@ -129,3 +129,56 @@ def test_bad_video_samples_name_the_sample(
         dataset[0]
     with pytest.raises(error, match=message):
         dataset.lengths()
+
+
+def frame_code(frame: np.ndarray) -> int:
+    """The index a :func:`coded_frames` frame carries in its three channel levels (base 12)."""
+    r, g, b = (round((float(frame[..., c].mean()) - 10) / 20) for c in range(3))
+    return r + 12 * g + 144 * b
+
+
+def coded_frames(count: int) -> np.ndarray:
+    """Flat frames whose channel levels spell their own index (up to 12**3 frames, 20 grey levels apart)."""
+    frames = np.zeros((count, 56, 84, 3), np.uint8)
+    for k in range(count):
+        for channel, digit in enumerate((k % 12, k // 12 % 12, k // 144)):
+            frames[k, ..., channel] = 10 + 20 * digit
+    return frames
+
+
+def test_far_frames_are_reached_by_seeking_through_b_frames(tmp_path: Path) -> None:
+    """300 frames in GOPs of 60 with B-frames (decode order differs from presentation order): any frames, in any
+    order, far apart or adjacent, are the frames of those indices."""
+    import av
+
+    path = tmp_path / "long.mp4"
+    encoder = VideoEncoder(path, 30, 84, 56, pick_video_codec(), gop_size=60)
+    encoder.append(coded_frames(300))
+    encoder.close()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+    assert times != sorted(times) or pick_video_codec() != "libx264"  # B-frames reorder the packets
+    wanted = [299, 0, 5, 6, 150, 151, 100, 37, 298, 12, 0]
+    assert [frame_code(f) for f in read_frames(path, wanted)] == wanted
+    assert [frame_code(f) for f in read_frames(path, list(range(300)))] == list(range(300))
+    assert [frame_code(f) for f in load_video(path, "eval").frames] == eval_frame_indices(300)
+
+
+def test_a_raw_stream_without_timestamps_is_decoded_in_order(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "clip.h264"
+    container = av.open(str(path), mode="w", format="h264")
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 84, 56, "yuv420p"
+    for k, frame in enumerate(coded_frames(12)):
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = k
+        container.mux(stream.encode(video_frame))
+    container.mux(stream.encode())
+    container.close()
+    assert probe_video(path).num_frames == 12
+    assert [frame_code(f) for f in read_frames(path, [11, 0, 7])] == [11, 0, 7]
+    with pytest.raises(ValueError, match=r"no frame \[12\]"):
+        read_frames(path, [3, 12])

@@ -10,7 +10,8 @@ Two frame-sampling rules exist in the official code (spec dream-vl.md §5.1 and 
 
 Either can give an odd frame count; the image processor completes it with the last frame (see
 :mod:`dreamvlx.processing.image`). Files are read with PyAV: a first pass counts the frames from the container's
-packets (nothing is decoded), a second decodes the stream and keeps the chosen frames only.
+packets (nothing is decoded), a second decodes the chosen frames, seeking to the key frame before each one
+that lies far ahead.
 """
 
 from __future__ import annotations
@@ -93,10 +94,18 @@ def _check_counts(num_frames: int, max_frames: int) -> None:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
 
 
-def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
-    """Frames ``[len(indices), H, W, 3]`` uint8 RGB at the given frame indices (decode order), in the order given.
+SEEK_GAP = 32  # frames: a wanted frame further ahead than this is reached by seeking, nearer by decoding on
 
-    Raises FileNotFoundError for a missing file and ValueError for an undecodable file or an index past its end.
+
+def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
+    """Frames ``[len(indices), H, W, 3]`` uint8 RGB at the given frame indices (presentation order), in the order
+    given.
+
+    Frame ``k`` is the one with the k-th smallest presentation time among the stream's packets (read without
+    decoding, so variable frame rates and B-frames are handled). A wanted frame more than ``SEEK_GAP`` frames
+    ahead of the last decoded one is reached by seeking to the key frame before it, so a few frames of a long
+    video cost a few GOPs of decoding, not the whole file. Raises FileNotFoundError for a missing file and
+    ValueError for an undecodable file or an index past its end.
     """
     path = Path(path)
     if not path.is_file():
@@ -105,18 +114,48 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
         raise ValueError(f"{path}: no frame indices requested")
     if min(indices) < 0:
         raise ValueError(f"{path}: frame indices must be >= 0, got {min(indices)}")
-    wanted = set(indices)
-    last = max(wanted)
     found: dict[int, np.ndarray] = {}
     try:
         with av.open(str(path)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index in wanted:
-                    found[index] = frame.to_ndarray(format="rgb24")
-                if index >= last:
-                    break
+            stream = container.streams.video[0]
+            packet_times = [p.pts for p in container.demux(stream) if p.size > 0]
+            if None in packet_times:  # no presentation times to seek by (a raw stream): decode in order
+                return _decode_in_order(path, indices)
+            times = sorted(packet_times)
+            past_end = sorted({i for i in indices if i >= len(times)})
+            if past_end:
+                raise ValueError(f"{path}: has {len(times)} frames; no frame {past_end[:5]}")
+            index_of = {pts: k for k, pts in enumerate(times)}
+            decoded, last = None, None
+            for wanted in sorted(set(indices)):
+                if decoded is None or last is None or wanted - last > SEEK_GAP:
+                    container.seek(times[wanted], stream=stream, backward=True, any_frame=False)
+                    decoded = container.decode(stream)
+                for frame in decoded:
+                    last = index_of.get(frame.pts, last)
+                    if last == wanted and frame.pts == times[wanted]:
+                        found[wanted] = frame.to_ndarray(format="rgb24")
+                        break
+                    if last is not None and last > wanted:
+                        break
     except av.error.FFmpegError as exc:
         raise ValueError(f"{path}: cannot decode video ({exc})") from None
+    missing = sorted(set(indices) - found.keys())
+    if missing:
+        raise ValueError(f"{path}: could not decode frame(s) {missing[:5]}")
+    return np.stack([found[i] for i in indices])
+
+
+def _decode_in_order(path: Path, indices: Sequence[int]) -> np.ndarray:
+    """Frames at ``indices`` counting decoded frames from the start (streams without presentation times)."""
+    wanted: set[int] = set(indices)
+    found: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                found[index] = frame.to_ndarray(format="rgb24")
+            if index >= max(wanted):
+                break
     missing = sorted(wanted - found.keys())
     if missing:
         raise ValueError(f"{path}: has {len(found)} of the requested frames; no frame {missing[:5]}")
