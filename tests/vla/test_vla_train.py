@@ -12,6 +12,13 @@ from dreamvlx.data.lerobot_writer import write_episodes
 from dreamvlx.modeling.dream_vla import DreamVLA
 from dreamvlx.vla.train import VLA_PRESETS, run_vla
 
+TINY_MODEL = {
+    "vla.image_size": "56", "model.hidden_size": "32", "model.intermediate_size": "64",
+    "model.num_hidden_layers": "1", "model.num_attention_heads": "2", "model.num_key_value_heads": "1",
+    "model.vision_depth": "1", "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260",
+    "run.device": "cpu",
+}  # fmt: skip
+
 
 def _episode(rng: np.random.Generator, length: int, task: str) -> Episode:
     frames = rng.integers(0, 256, size=(length, 56, 56, 3), dtype=np.uint8)
@@ -41,12 +48,9 @@ def _write_two_episode_dataset(root):
 def test_metaworld_tiny_preset_trains_and_saves_a_loadable_policy(tmp_path, objective) -> None:
     root, rng = _write_two_episode_dataset(tmp_path / "mw-data")
     overrides = {
-        "data.root": str(root), "vla.objective": objective, "vla.image_size": "56",
-        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
-        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
-        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260",
+        **TINY_MODEL, "data.root": str(root), "vla.objective": objective,
         "optim.max_steps": "3", "optim.batch_size": "2", "run.out_dir": str(tmp_path / "run"),
-        "run.save_every": "2", "run.log_every": "1", "run.device": "cpu",
+        "run.save_every": "2", "run.log_every": "1",
     }  # fmt: skip
     result = run_vla("metaworld-tiny", overrides)
     assert result.steps == 3 and np.isfinite(result.final_loss)
@@ -142,11 +146,8 @@ def test_killed_and_resumed_vla_run_reaches_the_same_weights(tmp_path, lora_rank
 
     root, _ = _write_two_episode_dataset(tmp_path / "mw-data")
     common = {
-        "data.root": str(root), "vla.objective": "flow", "vla.image_size": "56",
-        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
-        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
-        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "lora_rank": str(lora_rank),
-        "optim.max_steps": "5", "optim.batch_size": "2", "run.save_every": "2", "run.device": "cpu",
+        **TINY_MODEL, "data.root": str(root), "vla.objective": "flow", "lora_rank": str(lora_rank),
+        "optim.max_steps": "5", "optim.batch_size": "2", "run.save_every": "2",
     }  # fmt: skip
     straight = run_vla("metaworld-tiny", {**common, "run.out_dir": str(tmp_path / "straight")})
     resumed_dir = str(tmp_path / "resumed")
@@ -207,11 +208,8 @@ def test_fsdp_vla_run_resumes_to_the_same_weights(tmp_path) -> None:
 
     root, _ = _write_two_episode_dataset(tmp_path / "mw-data")
     common = {
-        "data.root": str(root), "vla.objective": "flow", "vla.image_size": "56",
-        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
-        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
-        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "optim.max_steps": "4",
-        "optim.batch_size": "2", "run.save_every": "2", "run.device": "cpu", "run.strategy": "fsdp",
+        **TINY_MODEL, "data.root": str(root), "vla.objective": "flow", "optim.max_steps": "4",
+        "optim.batch_size": "2", "run.save_every": "2", "run.strategy": "fsdp",
     }  # fmt: skip
     _spawn_gloo({**common, "run.out_dir": str(tmp_path / "straight")})
     resumed_dir = tmp_path / "resumed"
@@ -233,11 +231,8 @@ def test_two_gloo_processes_equal_one_process_for_a_head_objective(tmp_path, str
 
     root, _ = _write_two_episode_dataset(tmp_path / "mw-data")
     common = {
-        "data.root": str(root), "vla.objective": "flow", "vla.image_size": "56",
-        "model.hidden_size": "32", "model.intermediate_size": "64", "model.num_hidden_layers": "1",
-        "model.num_attention_heads": "2", "model.num_key_value_heads": "1", "model.vision_depth": "1",
-        "model.vision_embed_dim": "32", "model.tokenizer_vocab_size": "260", "optim.max_steps": "3",
-        "run.save_every": "100", "run.device": "cpu",
+        **TINY_MODEL, "data.root": str(root), "vla.objective": "flow", "optim.max_steps": "3",
+        "run.save_every": "100",
     }  # fmt: skip
     one = run_vla("metaworld-tiny", {**common, "optim.batch_size": "4", "run.out_dir": str(tmp_path / "one")})
     two = {
